@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Validation and (un)packing of dm-chain layer headers and table entries.
+ *
+ * This file is compiled into dm-chain.ko and into chainadm, so the kernel
+ * and the tool apply exactly the same rules.  Everything read from disk is
+ * bounds-checked here with overflow-safe arithmetic before anyone uses it;
+ * callers may trust a dm_chain_layer_info that came out of
+ * dm_chain_header_read() and entries that passed dm_chain_check_entries().
+ *
+ * Context: no locks, no allocation, no sleeping; safe anywhere.
+ */
+#include "dm-chain-format.h"
+
+#define fail(fmt, ...) ({ \
+	snprintf(err, err_len, fmt, ##__VA_ARGS__); \
+	-EINVAL; \
+})
+
+static bool uuid_is_zero(const __u8 *u)
+{
+	int i;
+
+	for (i = 0; i < DM_CHAIN_UUID_SIZE; i++)
+		if (u[i])
+			return false;
+	return true;
+}
+
+static int check_geometry(const struct dm_chain_layer_info *info,
+			  __u64 dev_size, char *err, size_t err_len)
+{
+	__u64 need, table_end;
+
+	if (!is_power_of_2(info->cluster_size) ||
+	    info->cluster_size < DM_CHAIN_MIN_CLUSTER_SIZE ||
+	    info->cluster_size > DM_CHAIN_MAX_CLUSTER_SIZE)
+		return fail("cluster size %u is not a power of two between 4 KiB and 2 MiB",
+			    info->cluster_size);
+	if (!info->virtual_size || info->virtual_size % DM_CHAIN_BLOCK_SIZE)
+		return fail("virtual size %llu is not a non-zero multiple of 4096",
+			    (unsigned long long)info->virtual_size);
+	if (info->table_offset != DM_CHAIN_TABLE_OFFSET)
+		return fail("table offset %llu is not %u",
+			    (unsigned long long)info->table_offset,
+			    DM_CHAIN_TABLE_OFFSET);
+	if (check_mul_overflow(info->nr_clusters, (__u64)8, &need) ||
+	    info->table_size < need || info->table_size % DM_CHAIN_BLOCK_SIZE)
+		return fail("table size %llu cannot hold %llu entries",
+			    (unsigned long long)info->table_size,
+			    (unsigned long long)info->nr_clusters);
+	if (check_add_overflow(info->table_offset, info->table_size, &table_end))
+		return fail("table size %llu overflows",
+			    (unsigned long long)info->table_size);
+	if (info->data_offset < table_end ||
+	    info->data_offset % info->cluster_size)
+		return fail("data offset %llu overlaps the table or is not cluster aligned",
+			    (unsigned long long)info->data_offset);
+	if (info->data_offset > dev_size)
+		return fail("device is truncated: %llu bytes, but the data area starts at byte %llu",
+			    (unsigned long long)dev_size,
+			    (unsigned long long)info->data_offset);
+	return 0;
+}
+
+int dm_chain_header_unpack(const void *block, __u64 dev_size,
+			   struct dm_chain_layer_info *info,
+			   char *err, size_t err_len)
+{
+	const struct dm_chain_disk_header *h = block;
+	__u64 incompat, vs;
+	__u32 cs;
+	int r;
+
+	if (le64_to_cpu(h->magic) != DM_CHAIN_MAGIC)
+		return fail("bad magic: not a dm-chain layer");
+	if (le32_to_cpu(h->csum) != dm_chain_header_csum(block))
+		return fail("header checksum mismatch (stored %08x, computed %08x)",
+			    le32_to_cpu(h->csum), dm_chain_header_csum(block));
+	if (le32_to_cpu(h->version) != DM_CHAIN_VERSION)
+		return fail("unsupported format version %u (this build reads %u)",
+			    le32_to_cpu(h->version), DM_CHAIN_VERSION);
+	incompat = le64_to_cpu(h->incompat_features);
+	if (incompat & ~DM_CHAIN_INCOMPAT_KNOWN)
+		return fail("unknown incompatible feature bits 0x%llx: use a newer dm-chain",
+			    (unsigned long long)(incompat & ~DM_CHAIN_INCOMPAT_KNOWN));
+	if (le32_to_cpu(h->flags) & ~DM_CHAIN_FLAGS_KNOWN)
+		return fail("unknown state flags 0x%x",
+			    le32_to_cpu(h->flags) & ~DM_CHAIN_FLAGS_KNOWN);
+	if (uuid_is_zero(h->uuid))
+		return fail("layer UUID is zero");
+
+	memset(info, 0, sizeof(*info));
+	memcpy(info->uuid, h->uuid, DM_CHAIN_UUID_SIZE);
+	memcpy(info->backing_uuid, h->backing_uuid, DM_CHAIN_UUID_SIZE);
+	info->flags = le32_to_cpu(h->flags);
+	cs = le32_to_cpu(h->cluster_size);
+	vs = le64_to_cpu(h->virtual_size);
+	info->cluster_size = cs;
+	info->virtual_size = vs;
+	info->generation = le64_to_cpu(h->generation);
+	info->compat_features = le64_to_cpu(h->compat_features);
+	info->table_offset = le64_to_cpu(h->table_offset);
+	info->table_size = le64_to_cpu(h->table_size);
+	info->data_offset = le64_to_cpu(h->data_offset);
+	info->data_end = le64_to_cpu(h->data_end);
+	info->backing_type = le32_to_cpu(h->backing_type);
+	info->hint_len = le32_to_cpu(h->hint_len);
+	if (is_power_of_2(cs)) {
+		info->cluster_shift = ilog2(cs);
+		info->nr_clusters = (vs >> info->cluster_shift) +
+				    !!(vs & (cs - 1));
+	}
+
+	r = check_geometry(info, dev_size, err, err_len);
+	if (r)
+		return r;
+	info->dev_clusters = dev_size >> info->cluster_shift;
+	if (info->data_end < info->data_offset >> info->cluster_shift ||
+	    info->data_end > info->dev_clusters)
+		return fail("allocation end %llu lies outside the data area (clusters %llu..%llu): device truncated?",
+			    (unsigned long long)info->data_end,
+			    (unsigned long long)(info->data_offset >> info->cluster_shift),
+			    (unsigned long long)info->dev_clusters);
+
+	switch (info->backing_type) {
+	case DM_CHAIN_BACKING_CHAIN:
+		if (uuid_is_zero(info->backing_uuid))
+			return fail("backing type is chain but the backing UUID is zero");
+		if (!memcmp(info->uuid, info->backing_uuid, DM_CHAIN_UUID_SIZE))
+			return fail("layer names itself as its backing layer");
+		break;
+	case DM_CHAIN_BACKING_NONE:
+	case DM_CHAIN_BACKING_RAW:
+		if (!uuid_is_zero(info->backing_uuid))
+			return fail("backing UUID set but backing type is %s",
+				    info->backing_type ? "raw" : "none");
+		break;
+	default:
+		return fail("unknown backing type %u", info->backing_type);
+	}
+	if (info->hint_len > DM_CHAIN_HINT_SIZE)
+		return fail("backing hint length %u exceeds %u",
+			    info->hint_len, DM_CHAIN_HINT_SIZE);
+	memcpy(info->backing_hint, h->backing_hint, info->hint_len);
+	info->backing_hint[info->hint_len] = '\0';
+	if (strlen(info->backing_hint) != info->hint_len)
+		return fail("backing hint contains a NUL byte");
+	memcpy(info->job, h->job, DM_CHAIN_JOB_SIZE);
+	return 0;
+}
+
+int dm_chain_header_read(const void *blocks, __u64 dev_size,
+			 struct dm_chain_layer_info *info,
+			 char *err, size_t err_len)
+{
+	struct dm_chain_layer_info other;
+	char err1[128];
+	int r0, r1;
+
+	if (dev_size < DM_CHAIN_TABLE_OFFSET)
+		return fail("device is truncated: %llu bytes, smaller than the two header slots",
+			    (unsigned long long)dev_size);
+
+	r0 = dm_chain_header_unpack(blocks, dev_size, info, err, err_len);
+	r1 = dm_chain_header_unpack((const __u8 *)blocks + DM_CHAIN_BLOCK_SIZE,
+				    dev_size, &other, err1, sizeof(err1));
+	if (r0 && r1) {
+		/* Report slot 0's reason; a fresh layer writes slot 0 first. */
+		return r0;
+	}
+	if (r0 || (!r1 && other.generation > info->generation)) {
+		*info = other;
+		info->slot = 1;
+	} else {
+		info->slot = 0;
+	}
+	return 0;
+}
+
+void dm_chain_header_pack(const struct dm_chain_layer_info *info, void *block)
+{
+	struct dm_chain_disk_header *h = block;
+
+	memset(h, 0, sizeof(*h));
+	h->flags = cpu_to_le32(info->flags);
+	memcpy(h->uuid, info->uuid, DM_CHAIN_UUID_SIZE);
+	h->magic = cpu_to_le64(DM_CHAIN_MAGIC);
+	h->version = cpu_to_le32(DM_CHAIN_VERSION);
+	h->cluster_size = cpu_to_le32(info->cluster_size);
+	h->generation = cpu_to_le64(info->generation);
+	h->incompat_features = cpu_to_le64(0);
+	h->compat_features = cpu_to_le64(info->compat_features);
+	h->virtual_size = cpu_to_le64(info->virtual_size);
+	h->table_offset = cpu_to_le64(info->table_offset);
+	h->table_size = cpu_to_le64(info->table_size);
+	h->data_offset = cpu_to_le64(info->data_offset);
+	h->data_end = cpu_to_le64(info->data_end);
+	h->backing_type = cpu_to_le32(info->backing_type);
+	h->hint_len = cpu_to_le32(info->hint_len);
+	memcpy(h->backing_uuid, info->backing_uuid, DM_CHAIN_UUID_SIZE);
+	memcpy(h->job, info->job, DM_CHAIN_JOB_SIZE);
+	memcpy(h->backing_hint, info->backing_hint, info->hint_len);
+	h->csum = cpu_to_le32(dm_chain_header_csum(block));
+}
+
+int dm_chain_geometry(__u64 virtual_size, __u32 cluster_size, __u64 dev_size,
+		      struct dm_chain_layer_info *info, char *err,
+		      size_t err_len)
+{
+	__u64 table;
+
+	info->cluster_size = cluster_size;
+	info->virtual_size = virtual_size;
+	info->table_offset = DM_CHAIN_TABLE_OFFSET;
+	if (!is_power_of_2(cluster_size))
+		return fail("cluster size %u is not a power of two", cluster_size);
+	info->cluster_shift = ilog2(cluster_size);
+	info->nr_clusters = (virtual_size >> info->cluster_shift) +
+			    !!(virtual_size & (cluster_size - 1));
+	table = info->nr_clusters * 8;
+	table = (table + DM_CHAIN_BLOCK_SIZE - 1) & ~(__u64)(DM_CHAIN_BLOCK_SIZE - 1);
+	info->table_size = table;
+	info->data_offset = info->table_offset + table;
+	info->data_offset = (info->data_offset + cluster_size - 1) &
+			    ~(__u64)(cluster_size - 1);
+	info->data_end = info->data_offset >> info->cluster_shift;
+	return check_geometry(info, dev_size, err, err_len);
+}
+
+int dm_chain_check_entries(const struct dm_chain_layer_info *info,
+			   const __le64 *entries, __u64 first, __u64 count,
+			   unsigned long *used, __u64 *max_cluster,
+			   char *err, size_t err_len)
+{
+	__u64 data_start = info->data_offset >> info->cluster_shift;
+	__u64 i;
+
+	for (i = 0; i < count; i++) {
+		__u64 vc = first + i, e = le64_to_cpu(entries[i]);
+		__u64 type = dm_chain_entry_type(e);
+		__u64 hc = dm_chain_entry_cluster(e);
+
+		if (!e)
+			continue;
+		if (vc >= info->nr_clusters)
+			return fail("table padding entry %llu is not zero",
+				    (unsigned long long)vc);
+		if (e & DM_CHAIN_ENTRY_RESERVED_MASK)
+			return fail("entry for cluster %llu has reserved bits set (0x%016llx)",
+				    (unsigned long long)vc, (unsigned long long)e);
+		if (type == DM_CHAIN_ENTRY_ZERO && !hc)
+			continue;
+		if (type != DM_CHAIN_ENTRY_MAPPED)
+			return fail("entry for cluster %llu is malformed (0x%016llx)",
+				    (unsigned long long)vc, (unsigned long long)e);
+		if (hc < data_start)
+			return fail("entry for cluster %llu points into metadata (host cluster %llu, data starts at %llu)",
+				    (unsigned long long)vc, (unsigned long long)hc,
+				    (unsigned long long)data_start);
+		if (hc >= info->dev_clusters)
+			return fail("entry for cluster %llu points beyond the end of the device (host cluster %llu of %llu)",
+				    (unsigned long long)vc, (unsigned long long)hc,
+				    (unsigned long long)info->dev_clusters);
+		if (used && __test_and_set_bit(hc, used))
+			return fail("entry for cluster %llu maps host cluster %llu, which another entry already maps",
+				    (unsigned long long)vc, (unsigned long long)hc);
+		if (hc + 1 > *max_cluster)
+			*max_cluster = hc + 1;
+	}
+	return 0;
+}

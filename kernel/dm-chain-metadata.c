@@ -1,0 +1,700 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * dm-chain metadata.
+ *
+ * Data model.  Every chain layer holds a header (two slots), a table with
+ * one entry per virtual cluster (ABSENT, ZERO or MAPPED to a host cluster of
+ * that layer) and a data area allocated append-only.  At open we read every
+ * layer's table once, bottom-up, and fold them into one in-memory index: one
+ * u64 per virtual cluster naming the newest layer that holds it and where.
+ * A read therefore costs one array lookup whatever the depth, and the read
+ * path never touches metadata on disk.  Only the active (top) layer changes;
+ * its table is not kept separately: an entry of the active layer is derived
+ * from the index (the index names the active layer, or it does not, in which
+ * case the active layer's entry is ABSENT).
+ *
+ * Crash argument.  A change to the active layer is recorded in the index
+ * and marks its table block dirty; it reaches the disk in a commit:
+ *
+ *   1. flush the active layer's device: the data of every cluster the
+ *      dirty entries point to is on disk before any entry points to it;
+ *   2. write the dirty table blocks in place;
+ *   3. write the header into the slot not holding the current generation,
+ *      with PREFLUSH|FUA, so the table blocks are durable before it.
+ *
+ * A crash before step 2 leaves the old table: only unflushed writes are
+ * lost.  A crash in step 2 leaves each 8-byte entry either old or new
+ * (sectors are written atomically) and every new entry points at data that
+ * was flushed in step 1; host clusters are never reused while an entry may
+ * still point at them, so no virtual sector can show another sector's
+ * data.  The allocation end in the header is only a hint: open takes the
+ * larger of it and the highest mapped host cluster + 1, so entries written
+ * in step 2 of a commit whose header never landed stay valid.  A torn
+ * header write fails its checksum and the other slot is used.
+ */
+#include <linux/device-mapper.h>
+#include <linux/dm-io.h>
+#include <linux/crc32c.h>
+#include <linux/slab.h>
+#include <linux/vmalloc.h>
+#include <linux/mutex.h>
+#include <linux/spinlock.h>
+
+#include "dm-chain-metadata.h"
+
+#define DM_MSG_PREFIX "chain"
+
+/* Table blocks read per I/O at open, and written per I/O at commit. */
+#define TABLE_IO_BLOCKS		256
+
+struct chain_layer {
+	struct block_device *bdev;
+	bool raw;
+	struct dm_chain_layer_info info;
+};
+
+struct dm_chain_metadata {
+	unsigned int nr_layers;
+	unsigned int top;		/* index of the active layer */
+	struct chain_layer *layers;
+	u64 virtual_size;		/* in bytes */
+	u64 nr_clusters;
+	unsigned int cluster_shift;	/* in bytes */
+	struct dm_io_client *io_client;
+
+	/*
+	 * Protects the index entries of the active layer, the dirty bitmap,
+	 * data_end, dev_clusters and change_seq.  Entries are read without
+	 * it (one aligned u64, READ_ONCE against WRITE_ONCE here).
+	 */
+	spinlock_t lock;
+	u64 *index;
+	unsigned long *dirty;		/* active layer table blocks */
+	u64 nr_table_blocks;
+	u64 data_end;			/* next host cluster to allocate */
+	u64 dev_clusters;		/* active layer capacity */
+	u64 change_seq;			/* bumped by every change */
+
+	/* Serialises commits; protects the active layer's info and buf. */
+	struct mutex commit_lock;
+	u64 committed_seq;		/* change_seq of the last commit */
+	void *buf;			/* TABLE_IO_BLOCKS blocks */
+
+	enum chain_metadata_mode mode;	/* only gets worse; see _failed() */
+	bool needs_check;
+};
+
+__u32 dm_chain_crc32c(__u32 seed, const void *data, size_t len)
+{
+	return crc32c(seed, data, len);
+}
+
+/*----------------------------------------------------------------*/
+
+static int chain_io(struct dm_chain_metadata *cmd, struct block_device *bdev,
+		    blk_opf_t opf, u64 offset, void *buf, size_t len)
+{
+	struct dm_io_region where = {
+		.bdev = bdev,
+		.sector = offset >> SECTOR_SHIFT,
+		.count = len >> SECTOR_SHIFT,
+	};
+	struct dm_io_request req = {
+		.bi_opf = opf,
+		.mem.type = is_vmalloc_addr(buf) ? DM_IO_VMA : DM_IO_KMEM,
+		.mem.ptr.addr = buf,
+		.client = cmd->io_client,
+	};
+
+	return dm_io(&req, 1, &where, NULL, IOPRIO_DEFAULT);
+}
+
+static int flush_device(struct dm_chain_metadata *cmd,
+			struct block_device *bdev)
+{
+	struct dm_io_region where = { .bdev = bdev };
+	struct dm_io_request req = {
+		.bi_opf = REQ_OP_WRITE | REQ_PREFLUSH | REQ_SYNC,
+		.mem.type = DM_IO_KMEM,
+		.mem.ptr.addr = NULL,
+		.client = cmd->io_client,
+	};
+
+	return dm_io(&req, 1, &where, NULL, IOPRIO_DEFAULT);
+}
+
+/*----------------------------------------------------------------*/
+
+static int read_layer_header(struct dm_chain_metadata *cmd, unsigned int l,
+			     char *err, size_t err_len)
+{
+	struct chain_layer *layer = &cmd->layers[l];
+	u64 dev_size = bdev_nr_bytes(layer->bdev);
+	char why[160];
+	int r;
+
+	if (dev_size < DM_CHAIN_TABLE_OFFSET) {
+		snprintf(err, err_len, "Layer %u is truncated: %llu bytes, too small for a header",
+			 l, dev_size);
+		return -EINVAL;
+	}
+	r = chain_io(cmd, layer->bdev, REQ_OP_READ, 0, cmd->buf,
+		     DM_CHAIN_TABLE_OFFSET);
+	if (r) {
+		snprintf(err, err_len, "Layer %u: reading the header failed (%d)", l, r);
+		return r;
+	}
+	r = dm_chain_header_read(cmd->buf, dev_size, &layer->info,
+				 why, sizeof(why));
+	if (r)
+		snprintf(err, err_len, "Layer %u: %s", l, why);
+	return r;
+}
+
+static int check_link(struct dm_chain_metadata *cmd, unsigned int l,
+		      char *err, size_t err_len)
+{
+	const struct dm_chain_layer_info *info = &cmd->layers[l].info;
+	const struct chain_layer *below = l ? &cmd->layers[l - 1] : NULL;
+	static const char * const names[] = { "none", "raw", "chain" };
+	u32 want = !below ? DM_CHAIN_BACKING_NONE :
+		   below->raw ? DM_CHAIN_BACKING_RAW : DM_CHAIN_BACKING_CHAIN;
+
+	if (info->flags & DM_CHAIN_FLAG_INVALIDATED) {
+		snprintf(err, err_len, "Layer %u was invalidated by a commit into a lower layer; drop it from the chain",
+			 l);
+		return -EINVAL;
+	}
+	if (info->flags & DM_CHAIN_FLAG_NEEDS_CHECK) {
+		snprintf(err, err_len, "Layer %u is marked needs-check; run chainadm check on it",
+			 l);
+		return -EINVAL;
+	}
+	if (info->backing_type != want) {
+		snprintf(err, err_len, "Layer %u expects backing type %s below it, but the table gives %s",
+			 l, names[info->backing_type], names[want]);
+		return -EINVAL;
+	}
+	if (want == DM_CHAIN_BACKING_CHAIN &&
+	    memcmp(info->backing_uuid, below->info.uuid, DM_CHAIN_UUID_SIZE)) {
+		snprintf(err, err_len, "Layer %u backing UUID %pUb does not match layer %u UUID %pUb",
+			 l, info->backing_uuid, l - 1, below->info.uuid);
+		return -EINVAL;
+	}
+	if (info->virtual_size != cmd->virtual_size) {
+		snprintf(err, err_len, "Layer %u virtual size %llu does not match the target length %llu",
+			 l, info->virtual_size, cmd->virtual_size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int check_layers(struct dm_chain_metadata *cmd, char *err,
+			size_t err_len)
+{
+	unsigned int l, m, first = cmd->layers[0].raw ? 1 : 0;
+	int r;
+
+	if (cmd->layers[0].raw &&
+	    bdev_nr_bytes(cmd->layers[0].bdev) < cmd->virtual_size) {
+		snprintf(err, err_len, "Raw base is truncated: %llu bytes, virtual size is %llu",
+			 bdev_nr_bytes(cmd->layers[0].bdev), cmd->virtual_size);
+		return -EINVAL;
+	}
+	for (l = first; l < cmd->nr_layers; l++) {
+		r = read_layer_header(cmd, l, err, err_len);
+		if (r)
+			return r;
+		for (m = first; m < l; m++) {
+			if (!memcmp(cmd->layers[m].info.uuid,
+				    cmd->layers[l].info.uuid, DM_CHAIN_UUID_SIZE)) {
+				snprintf(err, err_len, "Layer %u has the same UUID as layer %u: a layer cannot appear twice",
+					 l, m);
+				return -EINVAL;
+			}
+		}
+		if (l > first && cmd->layers[l].info.cluster_size !=
+				 cmd->layers[first].info.cluster_size) {
+			snprintf(err, err_len, "Layer %u cluster size %u does not match layer %u cluster size %u",
+				 l, cmd->layers[l].info.cluster_size, first,
+				 cmd->layers[first].info.cluster_size);
+			return -EINVAL;
+		}
+		r = check_link(cmd, l, err, err_len);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/*----------------------------------------------------------------*/
+
+static void fold_entries(struct dm_chain_metadata *cmd, unsigned int l,
+			 const __le64 *entries, u64 first, u64 count)
+{
+	u64 i;
+
+	for (i = 0; i < count && first + i < cmd->nr_clusters; i++) {
+		u64 e = le64_to_cpu(entries[i]);
+
+		if (dm_chain_entry_type(e) == DM_CHAIN_ENTRY_MAPPED)
+			cmd->index[first + i] = chain_entry(l, CHAIN_MAPPED,
+							    dm_chain_entry_cluster(e));
+		else if (dm_chain_entry_type(e) == DM_CHAIN_ENTRY_ZERO)
+			cmd->index[first + i] = chain_entry(l, CHAIN_ZERO, 0);
+	}
+}
+
+/* Read, validate and fold one chain layer's table into the index. */
+static int load_layer_table(struct dm_chain_metadata *cmd, unsigned int l,
+			    char *err, size_t err_len)
+{
+	struct chain_layer *layer = &cmd->layers[l];
+	const struct dm_chain_layer_info *info = &layer->info;
+	u64 per_io = TABLE_IO_BLOCKS * DM_CHAIN_ENTRIES_PER_BLOCK;
+	u64 total = info->table_size / 8, first, max_cluster = 0;
+	unsigned long *used;
+	char why[160];
+	int r = 0;
+
+	used = kvcalloc(BITS_TO_LONGS(info->dev_clusters), sizeof(long),
+			GFP_KERNEL);
+	if (!used) {
+		snprintf(err, err_len, "Layer %u: cannot allocate the table check bitmap", l);
+		return -ENOMEM;
+	}
+	for (first = 0; first < total; first += per_io) {
+		u64 count = min(per_io, total - first);
+
+		r = chain_io(cmd, layer->bdev, REQ_OP_READ,
+			     info->table_offset + first * 8, cmd->buf, count * 8);
+		if (r) {
+			snprintf(err, err_len, "Layer %u: reading the table failed (%d)", l, r);
+			break;
+		}
+		r = dm_chain_check_entries(info, cmd->buf, first, count, used,
+					   &max_cluster, why, sizeof(why));
+		if (r) {
+			snprintf(err, err_len, "Layer %u: %s", l, why);
+			break;
+		}
+		fold_entries(cmd, l, cmd->buf, first, count);
+	}
+	kvfree(used);
+	if (!r && l == cmd->top)
+		cmd->data_end = max(info->data_end, max_cluster);
+	return r;
+}
+
+static int build_index(struct dm_chain_metadata *cmd, char *err,
+		       size_t err_len)
+{
+	unsigned int l;
+	u64 i;
+	int r;
+
+	for (i = 0; i < cmd->nr_clusters; i++)
+		cmd->index[i] = cmd->layers[0].raw ?
+				chain_entry(0, CHAIN_RAW, 0) :
+				chain_entry(0, CHAIN_NONE, 0);
+	for (l = 0; l < cmd->nr_layers; l++) {
+		if (cmd->layers[l].raw)
+			continue;
+		r = load_layer_table(cmd, l, err, err_len);
+		if (r)
+			return r;
+	}
+	cmd->dev_clusters = cmd->layers[cmd->top].info.dev_clusters;
+	return 0;
+}
+
+static int alloc_metadata(struct dm_chain_metadata *cmd, unsigned int nr)
+{
+	cmd->layers = kvcalloc(nr, sizeof(*cmd->layers), GFP_KERNEL);
+	cmd->buf = vmalloc(TABLE_IO_BLOCKS * DM_CHAIN_BLOCK_SIZE);
+	cmd->io_client = dm_io_client_create();
+	if (!cmd->layers || !cmd->buf)
+		return -ENOMEM;
+	if (IS_ERR(cmd->io_client)) {
+		int r = PTR_ERR(cmd->io_client);
+
+		cmd->io_client = NULL;
+		return r;
+	}
+	return 0;
+}
+
+static void free_metadata(struct dm_chain_metadata *cmd)
+{
+	if (cmd->io_client)
+		dm_io_client_destroy(cmd->io_client);
+	bitmap_free(cmd->dirty);
+	kvfree(cmd->index);
+	vfree(cmd->buf);
+	kvfree(cmd->layers);
+	kfree(cmd);
+}
+
+struct dm_chain_metadata *dm_chain_metadata_open(struct block_device **bdevs,
+						 unsigned int nr, bool base_raw,
+						 u64 virtual_size,
+						 char *err, size_t err_len)
+{
+	struct dm_chain_metadata *cmd;
+	unsigned int l;
+	int r;
+
+	BUILD_BUG_ON(sizeof(struct dm_chain_disk_header) != DM_CHAIN_BLOCK_SIZE);
+
+	cmd = kzalloc(sizeof(*cmd), GFP_KERNEL);
+	if (!cmd) {
+		snprintf(err, err_len, "Cannot allocate metadata");
+		return ERR_PTR(-ENOMEM);
+	}
+	spin_lock_init(&cmd->lock);
+	mutex_init(&cmd->commit_lock);
+	cmd->nr_layers = nr;
+	cmd->top = nr - 1;
+	cmd->virtual_size = virtual_size;
+	r = alloc_metadata(cmd, nr);
+	if (r) {
+		snprintf(err, err_len, "Cannot allocate metadata buffers");
+		goto bad;
+	}
+	for (l = 0; l < nr; l++) {
+		cmd->layers[l].bdev = bdevs[l];
+		cmd->layers[l].raw = base_raw && !l;
+	}
+
+	r = check_layers(cmd, err, err_len);
+	if (r)
+		goto bad;
+	cmd->cluster_shift = cmd->layers[cmd->top].info.cluster_shift;
+	cmd->nr_clusters = cmd->layers[cmd->top].info.nr_clusters;
+	cmd->nr_table_blocks = cmd->layers[cmd->top].info.table_size /
+			       DM_CHAIN_BLOCK_SIZE;
+	cmd->index = kvmalloc_array(cmd->nr_clusters, sizeof(u64), GFP_KERNEL);
+	cmd->dirty = bitmap_zalloc(cmd->nr_table_blocks, GFP_KERNEL);
+	if (!cmd->index || !cmd->dirty) {
+		snprintf(err, err_len, "Cannot allocate the index for %llu clusters",
+			 cmd->nr_clusters);
+		r = -ENOMEM;
+		goto bad;
+	}
+	r = build_index(cmd, err, err_len);
+	if (r)
+		goto bad;
+	cmd->mode = CHAIN_MODE_WRITE;
+	return cmd;
+
+bad:
+	free_metadata(cmd);
+	return ERR_PTR(r);
+}
+
+void dm_chain_metadata_close(struct dm_chain_metadata *cmd)
+{
+	int r = dm_chain_commit(cmd);
+
+	if (r)
+		DMERR("%pg: final metadata commit failed (%d)",
+		      cmd->layers[cmd->top].bdev, r);
+	free_metadata(cmd);
+}
+
+/* Reload every layer when one of them changed since we read it. */
+static int reload_if_changed(struct dm_chain_metadata *cmd)
+{
+	unsigned int l;
+	char err[160];
+	bool changed = false;
+	u64 *gen;
+	int r;
+
+	gen = kmalloc_array(cmd->nr_layers, sizeof(*gen), GFP_KERNEL);
+	if (!gen)
+		return -ENOMEM;
+	for (l = 0; l < cmd->nr_layers; l++)
+		gen[l] = cmd->layers[l].info.generation;
+	r = check_layers(cmd, err, sizeof(err));
+	if (r)
+		goto fail;
+	for (l = 0; l < cmd->nr_layers; l++)
+		changed |= gen[l] != cmd->layers[l].info.generation;
+	if (changed)
+		r = build_index(cmd, err, sizeof(err));
+fail:
+	kfree(gen);
+	if (!r)
+		return 0;
+	DMERR("%pg: reloading the chain failed: %s",
+	      cmd->layers[cmd->top].bdev, err);
+	return r;
+}
+
+int dm_chain_metadata_refresh(struct dm_chain_metadata *cmd)
+{
+	u64 clusters;
+	int r = 0;
+
+	mutex_lock(&cmd->commit_lock);
+	if (!dm_chain_dirty(cmd))
+		r = reload_if_changed(cmd);
+	clusters = bdev_nr_bytes(cmd->layers[cmd->top].bdev) >>
+		   cmd->cluster_shift;
+	spin_lock_irq(&cmd->lock);
+	if (!r && clusters >= cmd->data_end)
+		cmd->dev_clusters = clusters;
+	spin_unlock_irq(&cmd->lock);
+	mutex_unlock(&cmd->commit_lock);
+	return r;
+}
+
+/*----------------------------------------------------------------*/
+
+u64 dm_chain_lookup(struct dm_chain_metadata *cmd, u64 vcluster)
+{
+	/* Pairs with WRITE_ONCE() in set_entry(). */
+	return READ_ONCE(cmd->index[vcluster]);
+}
+
+bool dm_chain_owned(struct dm_chain_metadata *cmd, u64 vcluster)
+{
+	u64 e = dm_chain_lookup(cmd, vcluster);
+
+	return chain_entry_kind(e) == CHAIN_MAPPED &&
+	       chain_entry_layer(e) == cmd->top;
+}
+
+bool dm_chain_has_lower(struct dm_chain_metadata *cmd)
+{
+	return cmd->nr_layers > 1;
+}
+
+int dm_chain_alloc_cluster(struct dm_chain_metadata *cmd, u64 *host)
+{
+	unsigned long flags;
+	int r = 0;
+
+	spin_lock_irqsave(&cmd->lock, flags);
+	if (cmd->mode != CHAIN_MODE_WRITE)
+		r = -EROFS;
+	else if (cmd->data_end >= cmd->dev_clusters)
+		r = -ENOSPC;
+	else
+		*host = cmd->data_end++;
+	spin_unlock_irqrestore(&cmd->lock, flags);
+	return r;
+}
+
+/* Caller holds cmd->lock. */
+static u64 __set_entry(struct dm_chain_metadata *cmd, u64 vcluster, u64 e)
+{
+	u64 old = cmd->index[vcluster];
+
+	WRITE_ONCE(cmd->index[vcluster], e);
+	__set_bit(vcluster / DM_CHAIN_ENTRIES_PER_BLOCK, cmd->dirty);
+	cmd->change_seq++;
+	if (chain_entry_kind(old) == CHAIN_MAPPED &&
+	    chain_entry_layer(old) == cmd->top)
+		return chain_entry_host(old);
+	return 0;
+}
+
+void dm_chain_set_mapped(struct dm_chain_metadata *cmd, u64 vcluster,
+			 u64 host)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&cmd->lock, flags);
+	__set_entry(cmd, vcluster, chain_entry(cmd->top, CHAIN_MAPPED, host));
+	spin_unlock_irqrestore(&cmd->lock, flags);
+}
+
+u64 dm_chain_set_zero(struct dm_chain_metadata *cmd, u64 vcluster)
+{
+	enum chain_kind kind = dm_chain_has_lower(cmd) ? CHAIN_ZERO : CHAIN_NONE;
+	unsigned long flags;
+	u64 old;
+
+	spin_lock_irqsave(&cmd->lock, flags);
+	old = __set_entry(cmd, vcluster, chain_entry(cmd->top, kind, 0));
+	spin_unlock_irqrestore(&cmd->lock, flags);
+	return old;
+}
+
+bool dm_chain_dirty(struct dm_chain_metadata *cmd)
+{
+	return READ_ONCE(cmd->change_seq) != READ_ONCE(cmd->committed_seq);
+}
+
+/*----------------------------------------------------------------*/
+
+/* The active layer's on-disk entry, derived from the index. */
+static __le64 active_entry(struct dm_chain_metadata *cmd, u64 e)
+{
+	if (chain_entry_layer(e) != cmd->top)
+		return 0;
+	switch (chain_entry_kind(e)) {
+	case CHAIN_MAPPED:
+		return cpu_to_le64(dm_chain_make_entry(DM_CHAIN_ENTRY_MAPPED,
+						       chain_entry_host(e)));
+	case CHAIN_ZERO:
+		return cpu_to_le64(dm_chain_make_entry(DM_CHAIN_ENTRY_ZERO, 0));
+	default:
+		return 0;
+	}
+}
+
+/* Claim one dirty table block and fill it from the index. */
+static void fill_block(struct dm_chain_metadata *cmd, u64 block, __le64 *out)
+{
+	u64 first = block * DM_CHAIN_ENTRIES_PER_BLOCK, i;
+
+	spin_lock_irq(&cmd->lock);
+	__clear_bit(block, cmd->dirty);
+	for (i = 0; i < DM_CHAIN_ENTRIES_PER_BLOCK; i++)
+		out[i] = first + i < cmd->nr_clusters ?
+			 active_entry(cmd, cmd->index[first + i]) : 0;
+	spin_unlock_irq(&cmd->lock);
+}
+
+/* Write runs of dirty table blocks.  Caller holds commit_lock. */
+static int __write_dirty_blocks(struct dm_chain_metadata *cmd)
+{
+	const struct dm_chain_layer_info *info = &cmd->layers[cmd->top].info;
+	u64 block = 0, n;
+	int r;
+
+	for (;;) {
+		block = find_next_bit(cmd->dirty, cmd->nr_table_blocks, block);
+		if (block >= cmd->nr_table_blocks)
+			return 0;
+		for (n = 0; n < TABLE_IO_BLOCKS &&
+			    block + n < cmd->nr_table_blocks &&
+			    test_bit(block + n, cmd->dirty); n++)
+			fill_block(cmd, block + n, cmd->buf +
+				   n * DM_CHAIN_BLOCK_SIZE);
+		r = chain_io(cmd, cmd->layers[cmd->top].bdev, REQ_OP_WRITE,
+			     info->table_offset + block * DM_CHAIN_BLOCK_SIZE,
+			     cmd->buf, n * DM_CHAIN_BLOCK_SIZE);
+		if (r)
+			return r;
+		block += n;
+	}
+}
+
+/* Write the header into the other slot.  Caller holds commit_lock. */
+static int __write_header(struct dm_chain_metadata *cmd)
+{
+	struct dm_chain_layer_info *info = &cmd->layers[cmd->top].info;
+	int r;
+
+	spin_lock_irq(&cmd->lock);
+	info->data_end = cmd->data_end;
+	spin_unlock_irq(&cmd->lock);
+	info->generation++;
+	if (cmd->needs_check)
+		info->flags |= DM_CHAIN_FLAG_NEEDS_CHECK;
+	dm_chain_header_pack(info, cmd->buf);
+	r = chain_io(cmd, cmd->layers[cmd->top].bdev,
+		     REQ_OP_WRITE | REQ_PREFLUSH | REQ_FUA | REQ_SYNC,
+		     (info->generation & 1) * DM_CHAIN_BLOCK_SIZE,
+		     cmd->buf, DM_CHAIN_BLOCK_SIZE);
+	if (!r)
+		info->slot = info->generation & 1;
+	return r;
+}
+
+int dm_chain_commit(struct dm_chain_metadata *cmd)
+{
+	struct block_device *bdev = cmd->layers[cmd->top].bdev;
+	u64 seq;
+	int r;
+
+	mutex_lock(&cmd->commit_lock);
+	seq = READ_ONCE(cmd->change_seq);
+	if (seq == cmd->committed_seq) {
+		mutex_unlock(&cmd->commit_lock);
+		return 0;
+	}
+	if (cmd->mode != CHAIN_MODE_WRITE) {
+		mutex_unlock(&cmd->commit_lock);
+		return -EROFS;
+	}
+	/* Step 1: data before the entries that point to it. */
+	r = flush_device(cmd, bdev);
+	if (r)
+		goto out;
+	/* Step 2: the table blocks, in place. */
+	r = __write_dirty_blocks(cmd);
+	if (r)
+		goto out;
+	/* Step 3: the header, after a flush that makes step 2 durable. */
+	r = __write_header(cmd);
+	if (r)
+		goto out;
+	WRITE_ONCE(cmd->committed_seq, seq);
+out:
+	mutex_unlock(&cmd->commit_lock);
+	if (r)
+		dm_chain_metadata_failed(cmd, "commit", r);
+	return r;
+}
+
+void dm_chain_metadata_failed(struct dm_chain_metadata *cmd, const char *op,
+			      int r)
+{
+	struct block_device *bdev = cmd->layers[cmd->top].bdev;
+
+	DMERR_LIMIT("%pg: metadata %s failed (%d): switching to read-only",
+		    bdev, op, r);
+	spin_lock_irq(&cmd->lock);
+	if (cmd->mode < CHAIN_MODE_READ_ONLY)
+		cmd->mode = CHAIN_MODE_READ_ONLY;
+	spin_unlock_irq(&cmd->lock);
+	if (cmd->needs_check)
+		return;
+	cmd->needs_check = true;
+
+	/* Best effort: the device may refuse this write too. */
+	mutex_lock(&cmd->commit_lock);
+	if (__write_header(cmd)) {
+		spin_lock_irq(&cmd->lock);
+		cmd->mode = CHAIN_MODE_FAIL;
+		spin_unlock_irq(&cmd->lock);
+	}
+	mutex_unlock(&cmd->commit_lock);
+}
+
+enum chain_metadata_mode dm_chain_mode(struct dm_chain_metadata *cmd)
+{
+	return READ_ONCE(cmd->mode);
+}
+
+bool dm_chain_needs_check(struct dm_chain_metadata *cmd)
+{
+	return READ_ONCE(cmd->needs_check);
+}
+
+unsigned int dm_chain_cluster_shift(struct dm_chain_metadata *cmd)
+{
+	return cmd->cluster_shift;
+}
+
+u64 dm_chain_nr_clusters(struct dm_chain_metadata *cmd)
+{
+	return cmd->nr_clusters;
+}
+
+void dm_chain_space(struct dm_chain_metadata *cmd, u64 *used, u64 *total)
+{
+	const struct dm_chain_layer_info *info = &cmd->layers[cmd->top].info;
+	u64 start = info->data_offset >> cmd->cluster_shift;
+	unsigned long flags;
+
+	spin_lock_irqsave(&cmd->lock, flags);
+	*used = cmd->data_end - start;
+	*total = cmd->dev_clusters - start;
+	spin_unlock_irqrestore(&cmd->lock, flags);
+}

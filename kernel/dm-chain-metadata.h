@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * dm-chain metadata: the layers' headers and tables, the in-memory index
+ * that resolves every virtual cluster to the newest layer holding it, and
+ * the commit of the active layer's metadata.
+ */
+#ifndef DM_CHAIN_METADATA_H
+#define DM_CHAIN_METADATA_H
+
+#include <linux/blkdev.h>
+#include "dm-chain-format.h"
+
+struct dm_chain_metadata;
+
+/*
+ * An index entry resolves one virtual cluster:
+ *   bits 63..56  layer index (0 = bottom)
+ *   bits 55..54  kind
+ *   bits 47..0   host cluster (MAPPED) or zero
+ */
+enum chain_kind {
+	CHAIN_NONE = 0,		/* no layer holds it: reads zeros */
+	CHAIN_ZERO = 1,		/* a layer says zero: reads zeros */
+	CHAIN_MAPPED = 2,	/* data in a chain layer's host cluster */
+	CHAIN_RAW = 3,		/* data in the raw base, same offset */
+};
+
+#define CHAIN_LAYER_SHIFT	56
+#define CHAIN_KIND_SHIFT	54
+#define CHAIN_HOST_MASK		DM_CHAIN_ENTRY_CLUSTER_MASK
+
+static inline u64 chain_entry(unsigned int layer, enum chain_kind kind,
+			      u64 host)
+{
+	return ((u64)layer << CHAIN_LAYER_SHIFT) |
+	       ((u64)kind << CHAIN_KIND_SHIFT) | (host & CHAIN_HOST_MASK);
+}
+
+static inline unsigned int chain_entry_layer(u64 e)
+{
+	return e >> CHAIN_LAYER_SHIFT;
+}
+
+static inline enum chain_kind chain_entry_kind(u64 e)
+{
+	return (e >> CHAIN_KIND_SHIFT) & 3;
+}
+
+static inline u64 chain_entry_host(u64 e)
+{
+	return e & CHAIN_HOST_MASK;
+}
+
+/* Ordered: a mode can only get worse while the metadata is open. */
+enum chain_metadata_mode {
+	CHAIN_MODE_WRITE,
+	CHAIN_MODE_READ_ONLY,
+	CHAIN_MODE_FAIL,
+};
+
+/*
+ * Read and validate every layer, check that they form one chain, and build
+ * the index.  bdevs[0] is the bottom layer, bdevs[nr - 1] the active one;
+ * base_raw says whether bdevs[0] is a raw device.  virtual_size is the
+ * target length in bytes.  On failure returns an ERR_PTR and fills err.
+ * May block.
+ */
+struct dm_chain_metadata *dm_chain_metadata_open(struct block_device **bdevs,
+						 unsigned int nr, bool base_raw,
+						 u64 virtual_size,
+						 char *err, size_t err_len);
+
+/* Commit if needed and free everything.  May block. */
+void dm_chain_metadata_close(struct dm_chain_metadata *cmd);
+
+/*
+ * Re-read the active layer's device size (it may have grown) and reload
+ * the index if another table changed any layer since open (a live
+ * snapshot swaps tables after this one was built).  May block; the target
+ * must be suspended.
+ */
+int dm_chain_metadata_refresh(struct dm_chain_metadata *cmd);
+
+/* Resolve a virtual cluster.  Any context, lockless. */
+u64 dm_chain_lookup(struct dm_chain_metadata *cmd, u64 vcluster);
+
+/* True if the active layer holds vcluster's data.  Any context. */
+bool dm_chain_owned(struct dm_chain_metadata *cmd, u64 vcluster);
+
+/* Whether any layer below the active one can show data.  Any context. */
+bool dm_chain_has_lower(struct dm_chain_metadata *cmd);
+
+/*
+ * Take the next host cluster of the active layer's data area.  Returns
+ * -ENOSPC when the device is full, -EROFS unless in write mode.  Any
+ * context.
+ */
+int dm_chain_alloc_cluster(struct dm_chain_metadata *cmd, u64 *host);
+
+/*
+ * Record that the active layer now maps vcluster to host, or holds it as
+ * zeros (ZERO if a lower layer could show data, else ABSENT).  Marks the
+ * table block dirty.  Returns the host cluster the active layer held
+ * before, or 0.  Any context (takes an irq-safe spinlock).
+ */
+void dm_chain_set_mapped(struct dm_chain_metadata *cmd, u64 vcluster,
+			 u64 host);
+u64 dm_chain_set_zero(struct dm_chain_metadata *cmd, u64 vcluster);
+
+/* True if some change is not on disk yet.  Any context. */
+bool dm_chain_dirty(struct dm_chain_metadata *cmd);
+
+/*
+ * Make every change recorded so far durable: flush the data, write the
+ * changed table blocks, flush, write the header.  Writes nothing when
+ * nothing changed.  Serialised internally; may block.
+ */
+int dm_chain_commit(struct dm_chain_metadata *cmd);
+
+/*
+ * Drop to a worse mode after a failed metadata operation: persist
+ * needs-check in the header when the device still accepts writes.
+ * May block.
+ */
+void dm_chain_metadata_failed(struct dm_chain_metadata *cmd,
+			      const char *op, int r);
+
+enum chain_metadata_mode dm_chain_mode(struct dm_chain_metadata *cmd);
+bool dm_chain_needs_check(struct dm_chain_metadata *cmd);
+
+/* Geometry of the chain.  Any context. */
+unsigned int dm_chain_cluster_shift(struct dm_chain_metadata *cmd);
+u64 dm_chain_nr_clusters(struct dm_chain_metadata *cmd);
+void dm_chain_space(struct dm_chain_metadata *cmd, u64 *used, u64 *total);
+
+#endif

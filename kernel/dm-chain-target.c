@@ -1,0 +1,1173 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * dm-chain: one virtual disk over a stack of layers.
+ *
+ * The table lists the layers bottom-up; the last one is the active layer
+ * and the only one written.  Reads go to the newest layer holding the
+ * cluster (one lookup in the metadata index, no metadata I/O).  Writes to a
+ * cluster the active layer holds are remapped in place from map().  Any
+ * other write goes to the worker, which takes a per-cluster cell so that
+ * concurrent bios on one cluster are ordered, allocates the next host
+ * cluster of the active layer and either lets a write covering the whole
+ * cluster land there (the mapping is published when it completes) or
+ * copies the cluster up with dm-kcopyd first and then remaps the write.
+ *
+ * Crash argument (the metadata side is in dm-chain-metadata.c): a mapping
+ * is published in memory only after the data it points to was written;
+ * the commit flushes data before table entries and entries before the
+ * header.  A FLUSH completes only after a commit covering every write that
+ * completed before it; a FUA write that depends on an uncommitted mapping
+ * completes only after such a commit.  So the device behaves like a disk
+ * with a volatile write cache: what was flushed survives a crash.
+ */
+#include <linux/device-mapper.h>
+#include <linux/dm-kcopyd.h>
+#include <linux/hash.h>
+#include <linux/module.h>
+#include <linux/mempool.h>
+#include <linux/slab.h>
+#include <linux/version.h>
+#include <linux/workqueue.h>
+
+#include "dm-chain-metadata.h"
+
+#define DM_MSG_PREFIX "chain"
+
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 5, 0)
+#define CHAIN_OPEN_READ		BLK_OPEN_READ
+#else
+#define CHAIN_OPEN_READ		FMODE_READ
+#endif
+
+#define CELL_HASH_BITS		8
+#define MIN_CELLS		64
+#define COMMIT_PERIOD		HZ
+#define DEFAULT_NO_SPACE_TIMEOUT 60	/* seconds, as dm-thin */
+
+/* A cluster the worker is allocating; bios for it wait here. */
+struct chain_cell {
+	struct hlist_node node;
+	struct chain_c *cc;
+	struct bio *bio;	/* the bio that started the allocation */
+	struct bio_list waiters;
+	u64 vcluster;
+	u64 host;
+};
+
+/* Per-bio data. */
+struct chain_bio {
+	struct chain_cell *publish;	/* publish this cell on completion */
+	bool commit_waited;		/* FUA completion already deferred */
+};
+
+struct chain_c {
+	struct dm_target *ti;
+	struct dm_chain_metadata *cmd;	/* NULL for a lone raw layer */
+	unsigned int nr_layers;
+	bool base_raw;
+	unsigned int cluster_shift;	/* in sectors */
+	sector_t cluster_sectors;
+
+	bool ignore_discard;
+	bool discard_passdown;
+	bool error_if_no_space;
+	unsigned int no_space_timeout;	/* in seconds, 0 = forever */
+
+	/*
+	 * Protects the bio lists, the cell hash and out_of_space.  Nests
+	 * outside the metadata's own lock.
+	 */
+	spinlock_t lock;
+	struct bio_list deferred;	/* for the worker */
+	struct bio_list commit_waiters;	/* FLUSH and FUA: need a commit */
+	struct bio_list freed;		/* discards to pass down after commit */
+	struct bio_list no_space;	/* queued while the layer is full */
+	struct hlist_head cells[1 << CELL_HASH_BITS];
+	bool out_of_space;
+	bool commit_due;		/* set by the periodic commit */
+
+	struct workqueue_struct *wq;
+	struct work_struct worker;
+	struct delayed_work commit_work;
+	struct delayed_work no_space_work;
+	struct dm_kcopyd_client *kc;
+	mempool_t cell_pool;
+
+	struct dm_dev *devs[];		/* bottom first; last is active */
+};
+
+/*----------------------------------------------------------------
+ * Helpers
+ *--------------------------------------------------------------*/
+
+static struct dm_dev *active_dev(struct chain_c *cc)
+{
+	return cc->devs[cc->nr_layers - 1];
+}
+
+static u64 bio_cluster(struct chain_c *cc, struct bio *bio)
+{
+	return bio->bi_iter.bi_sector >> cc->cluster_shift;
+}
+
+static sector_t cluster_offset(struct chain_c *cc, struct bio *bio)
+{
+	return bio->bi_iter.bi_sector & (cc->cluster_sectors - 1);
+}
+
+/* Sectors of virtual cluster vc; the last one may be short. */
+static sector_t cluster_len(struct chain_c *cc, u64 vc)
+{
+	sector_t start = vc << cc->cluster_shift;
+
+	return min_t(sector_t, cc->cluster_sectors, cc->ti->len - start);
+}
+
+static bool bio_covers_cluster(struct chain_c *cc, struct bio *bio)
+{
+	return !cluster_offset(cc, bio) &&
+	       bio_sectors(bio) == cluster_len(cc, bio_cluster(cc, bio));
+}
+
+static void wake_worker(struct chain_c *cc)
+{
+	queue_work(cc->wq, &cc->worker);
+}
+
+static void defer_bio(struct chain_c *cc, struct bio *bio)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&cc->lock, flags);
+	bio_list_add(&cc->deferred, bio);
+	spin_unlock_irqrestore(&cc->lock, flags);
+	wake_worker(cc);
+}
+
+static bool can_pass_discard(struct chain_c *cc)
+{
+	return cc->discard_passdown &&
+	       bdev_max_discard_sectors(active_dev(cc)->bdev);
+}
+
+static void remap_to_layer(struct chain_c *cc, struct bio *bio,
+			   unsigned int layer, u64 host)
+{
+	bio_set_dev(bio, cc->devs[layer]->bdev);
+	if (cc->base_raw && !layer)
+		return;		/* raw: same offset as the virtual sector */
+	bio->bi_iter.bi_sector = (host << cc->cluster_shift) +
+				 cluster_offset(cc, bio);
+}
+
+static void remap_to_active(struct chain_c *cc, struct bio *bio, u64 host)
+{
+	remap_to_layer(cc, bio, cc->nr_layers - 1, host);
+}
+
+static void complete_list(struct bio_list *bios, blk_status_t status)
+{
+	struct bio *bio;
+
+	while ((bio = bio_list_pop(bios))) {
+		bio->bi_status = status;
+		bio_endio(bio);
+	}
+}
+
+/*----------------------------------------------------------------
+ * Cells: one per cluster being allocated.
+ *--------------------------------------------------------------*/
+
+static struct hlist_head *cell_bucket(struct chain_c *cc, u64 vc)
+{
+	return &cc->cells[hash_64(vc, CELL_HASH_BITS)];
+}
+
+/* Caller holds cc->lock. */
+static struct chain_cell *__find_cell(struct chain_c *cc, u64 vc)
+{
+	struct chain_cell *cell;
+
+	hlist_for_each_entry(cell, cell_bucket(cc, vc), node)
+		if (cell->vcluster == vc)
+			return cell;
+	return NULL;
+}
+
+/*
+ * Release a cell: optionally publish its mapping first, atomically with
+ * the release so that a waiter sees either the cell or the mapping.  The
+ * waiters (and the starting bio if requeue) go back to the worker.
+ * Any context.
+ */
+static void release_cell(struct chain_cell *cell, bool publish, bool requeue)
+{
+	struct chain_c *cc = cell->cc;
+	unsigned long flags;
+
+	spin_lock_irqsave(&cc->lock, flags);
+	if (publish)
+		dm_chain_set_mapped(cc->cmd, cell->vcluster, cell->host);
+	hlist_del(&cell->node);
+	if (requeue && cell->bio)
+		bio_list_add(&cc->deferred, cell->bio);
+	bio_list_merge(&cc->deferred, &cell->waiters);
+	spin_unlock_irqrestore(&cc->lock, flags);
+	mempool_free(cell, &cc->cell_pool);
+	wake_worker(cc);
+}
+
+/* Fail a cell's bios, e.g. when its copy-up failed. */
+static void fail_cell(struct chain_cell *cell, blk_status_t status)
+{
+	struct chain_c *cc = cell->cc;
+	struct bio_list bios = BIO_EMPTY_LIST;
+	unsigned long flags;
+
+	spin_lock_irqsave(&cc->lock, flags);
+	hlist_del(&cell->node);
+	bio_list_add(&bios, cell->bio);
+	bio_list_merge(&bios, &cell->waiters);
+	spin_unlock_irqrestore(&cc->lock, flags);
+	mempool_free(cell, &cc->cell_pool);
+	complete_list(&bios, status);
+}
+
+/*----------------------------------------------------------------
+ * Out of space
+ *--------------------------------------------------------------*/
+
+static void no_space(struct chain_cell *cell)
+{
+	struct chain_c *cc = cell->cc;
+	bool first;
+
+	if (cc->error_if_no_space) {
+		DMERR_LIMIT("%s: active layer is full: failing writes",
+			    dm_device_name(dm_table_get_md(cc->ti->table)));
+		fail_cell(cell, BLK_STS_NOSPC);
+		dm_table_event(cc->ti->table);
+		return;
+	}
+	spin_lock_irq(&cc->lock);
+	first = !cc->out_of_space;
+	cc->out_of_space = true;
+	hlist_del(&cell->node);
+	bio_list_add(&cc->no_space, cell->bio);
+	bio_list_merge(&cc->no_space, &cell->waiters);
+	spin_unlock_irq(&cc->lock);
+	mempool_free(cell, &cc->cell_pool);
+	if (first) {
+		DMWARN("%s: active layer is full: queueing writes until it grows",
+		       dm_device_name(dm_table_get_md(cc->ti->table)));
+		if (cc->no_space_timeout)
+			queue_delayed_work(cc->wq, &cc->no_space_work,
+					   cc->no_space_timeout * HZ);
+		dm_table_event(cc->ti->table);
+	}
+}
+
+static void take_no_space(struct chain_c *cc, struct bio_list *bios)
+{
+	spin_lock_irq(&cc->lock);
+	bio_list_merge(bios, &cc->no_space);
+	bio_list_init(&cc->no_space);
+	cc->out_of_space = false;
+	spin_unlock_irq(&cc->lock);
+}
+
+static void do_no_space_timeout(struct work_struct *ws)
+{
+	struct chain_c *cc = container_of(to_delayed_work(ws), struct chain_c,
+					  no_space_work);
+	struct bio_list bios = BIO_EMPTY_LIST;
+
+	DMERR("%s: active layer still full after %u s: failing queued writes",
+	      dm_device_name(dm_table_get_md(cc->ti->table)),
+	      cc->no_space_timeout);
+	take_no_space(cc, &bios);
+	complete_list(&bios, BLK_STS_NOSPC);
+}
+
+/*----------------------------------------------------------------
+ * Worker: writes that allocate, discards, write-zeroes, commits.
+ *--------------------------------------------------------------*/
+
+static void copy_done(int read_err, unsigned long write_err, void *context)
+{
+	struct chain_cell *cell = context;
+
+	if (read_err || write_err) {
+		DMERR_LIMIT("%s: copy-up of cluster %llu failed (read %d, write %lu)",
+			    dm_device_name(dm_table_get_md(cell->cc->ti->table)),
+			    cell->vcluster, read_err, write_err);
+		fail_cell(cell, BLK_STS_IOERR);
+		return;
+	}
+	release_cell(cell, true, true);
+}
+
+/* Fill the new host cluster with what the cluster shows now. */
+static void copy_up(struct chain_c *cc, struct chain_cell *cell)
+{
+	u64 e = dm_chain_lookup(cc->cmd, cell->vcluster);
+	sector_t len = cluster_len(cc, cell->vcluster);
+	struct dm_io_region from, to = {
+		.bdev = active_dev(cc)->bdev,
+		.sector = cell->host << cc->cluster_shift,
+		.count = len,
+	};
+
+	switch (chain_entry_kind(e)) {
+	case CHAIN_MAPPED:
+		from.bdev = cc->devs[chain_entry_layer(e)]->bdev;
+		from.sector = chain_entry_host(e) << cc->cluster_shift;
+		break;
+	case CHAIN_RAW:
+		from.bdev = cc->devs[0]->bdev;
+		from.sector = cell->vcluster << cc->cluster_shift;
+		break;
+	default:
+		dm_kcopyd_zero(cc->kc, 1, &to, 0, copy_done, cell);
+		return;
+	}
+	from.count = len;
+	dm_kcopyd_copy(cc->kc, &from, 1, &to, 0, copy_done, cell);
+}
+
+/*
+ * Take the cell for bio's cluster, or park bio behind the cell that
+ * exists.  Returns the new cell, or NULL when bio needs nothing more from
+ * the caller (parked, or remapped because the cluster got mapped).
+ */
+static struct chain_cell *lock_cluster(struct chain_c *cc, struct bio *bio)
+{
+	struct chain_cell *cell, *new;
+	u64 vc = bio_cluster(cc, bio);
+
+	new = mempool_alloc(&cc->cell_pool, GFP_NOIO);
+	spin_lock_irq(&cc->lock);
+	cell = __find_cell(cc, vc);
+	if (cell) {
+		bio_list_add(&cell->waiters, bio);
+		spin_unlock_irq(&cc->lock);
+		mempool_free(new, &cc->cell_pool);
+		return NULL;
+	}
+	new->cc = cc;
+	new->bio = bio;
+	new->vcluster = vc;
+	new->host = 0;
+	bio_list_init(&new->waiters);
+	hlist_add_head(&new->node, cell_bucket(cc, vc));
+	spin_unlock_irq(&cc->lock);
+	return new;
+}
+
+/* Remap bio in place if the active layer holds its cluster. */
+static bool remap_if_owned(struct chain_c *cc, struct bio *bio)
+{
+	u64 e;
+
+	if (!dm_chain_owned(cc->cmd, bio_cluster(cc, bio)))
+		return false;
+	e = dm_chain_lookup(cc->cmd, bio_cluster(cc, bio));
+	remap_to_active(cc, bio, chain_entry_host(e));
+	submit_bio_noacct(bio);
+	return true;
+}
+
+static void process_write(struct chain_c *cc, struct bio *bio)
+{
+	struct chain_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+	struct chain_cell *cell;
+	int r;
+
+	if (remap_if_owned(cc, bio))
+		return;
+	cell = lock_cluster(cc, bio);
+	if (!cell)
+		return;
+	/* The cluster may have been published before we took the cell. */
+	if (dm_chain_owned(cc->cmd, cell->vcluster)) {
+		release_cell(cell, false, true);
+		return;
+	}
+	r = dm_chain_alloc_cluster(cc->cmd, &cell->host);
+	if (r == -ENOSPC) {
+		no_space(cell);
+		return;
+	}
+	if (r) {
+		fail_cell(cell, BLK_STS_IOERR);
+		return;
+	}
+	if (bio_covers_cluster(cc, bio)) {
+		/* Nothing below needs reading: publish when the write lands. */
+		pb->publish = cell;
+		remap_to_active(cc, bio, cell->host);
+		submit_bio_noacct(bio);
+		return;
+	}
+	copy_up(cc, cell);
+}
+
+/* A discard or write-zeroes bio covering a whole cluster. */
+static void zero_cluster(struct chain_c *cc, struct bio *bio)
+{
+	u64 vc = bio_cluster(cc, bio), e, old;
+	struct chain_cell *cell;
+	struct bio *discard;
+
+	cell = lock_cluster(cc, bio);
+	if (!cell)
+		return;
+	e = dm_chain_lookup(cc->cmd, vc);
+	if (dm_chain_mode(cc->cmd) != CHAIN_MODE_WRITE) {
+		fail_cell(cell, BLK_STS_IOERR);
+		return;
+	}
+	/* Already reads as zeros: nothing to record. */
+	if (chain_entry_kind(e) == CHAIN_NONE ||
+	    chain_entry_kind(e) == CHAIN_ZERO) {
+		cell->bio = NULL;
+		release_cell(cell, false, false);
+		bio_endio(bio);
+		return;
+	}
+	old = dm_chain_set_zero(cc->cmd, vc);
+	cell->bio = NULL;
+	release_cell(cell, false, false);
+	if (old && can_pass_discard(cc)) {
+		/* Freed only once the commit no longer points at it. */
+		discard = bio_alloc(active_dev(cc)->bdev, 0, REQ_OP_DISCARD,
+				    GFP_NOIO);
+		discard->bi_iter.bi_sector = old << cc->cluster_shift;
+		discard->bi_iter.bi_size = cc->cluster_sectors << SECTOR_SHIFT;
+		discard->bi_end_io = bio_put;
+		spin_lock_irq(&cc->lock);
+		bio_list_add(&cc->freed, discard);
+		spin_unlock_irq(&cc->lock);
+	}
+	bio_endio(bio);
+}
+
+static void process_discard(struct chain_c *cc, struct bio *bio)
+{
+	if (bio_covers_cluster(cc, bio)) {
+		zero_cluster(cc, bio);
+		return;
+	}
+	/* Part of a cluster: advisory, pass down only where we own it. */
+	if (can_pass_discard(cc) && remap_if_owned(cc, bio))
+		return;
+	bio_endio(bio);
+}
+
+static void zero_range_done(int read_err, unsigned long write_err,
+			    void *context)
+{
+	struct bio *bio = context;
+
+	bio->bi_status = read_err || write_err ? BLK_STS_IOERR : BLK_STS_OK;
+	bio_endio(bio);
+}
+
+/*
+ * Part of a cluster the active layer holds: kcopyd zeroes it with
+ * WRITE_ZEROES where the device has it and zero pages where it has not.
+ */
+static void zero_range(struct chain_c *cc, struct bio *bio)
+{
+	u64 e = dm_chain_lookup(cc->cmd, bio_cluster(cc, bio));
+	struct dm_io_region to = {
+		.bdev = active_dev(cc)->bdev,
+		.sector = (chain_entry_host(e) << cc->cluster_shift) +
+			  cluster_offset(cc, bio),
+		.count = bio_sectors(bio),
+	};
+
+	dm_kcopyd_zero(cc->kc, 1, &to, 0, zero_range_done, bio);
+}
+
+static void process_write_zeroes(struct chain_c *cc, struct bio *bio)
+{
+	if (bio_covers_cluster(cc, bio))
+		zero_cluster(cc, bio);
+	else if (dm_chain_owned(cc->cmd, bio_cluster(cc, bio)))
+		zero_range(cc, bio);
+	else
+		process_write(cc, bio);	/* copies up, then comes back */
+}
+
+static void process_bio(struct chain_c *cc, struct bio *bio)
+{
+	switch (bio_op(bio)) {
+	case REQ_OP_DISCARD:
+		process_discard(cc, bio);
+		break;
+	case REQ_OP_WRITE_ZEROES:
+		process_write_zeroes(cc, bio);
+		break;
+	default:
+		process_write(cc, bio);
+	}
+}
+
+static void process_deferred_bios(struct chain_c *cc)
+{
+	struct bio_list bios;
+	struct bio *bio;
+
+	spin_lock_irq(&cc->lock);
+	bios = cc->deferred;
+	bio_list_init(&cc->deferred);
+	spin_unlock_irq(&cc->lock);
+
+	while ((bio = bio_list_pop(&bios)))
+		process_bio(cc, bio);
+}
+
+/*
+ * Commit, then complete the FLUSH and FUA bios that waited for it and pass
+ * down the discards of host clusters the commit stopped pointing at.  The
+ * lists are taken before the commit, so everything they depend on was
+ * recorded before the commit began.
+ */
+static void commit_and_complete(struct chain_c *cc)
+{
+	struct bio_list waiters, freed;
+	struct bio *bio;
+	int r;
+
+	spin_lock_irq(&cc->lock);
+	waiters = cc->commit_waiters;
+	freed = cc->freed;
+	bio_list_init(&cc->commit_waiters);
+	bio_list_init(&cc->freed);
+	cc->commit_due = false;
+	spin_unlock_irq(&cc->lock);
+
+	r = dm_chain_commit(cc->cmd);
+	if (r) {
+		dm_table_event(cc->ti->table);
+		complete_list(&waiters, BLK_STS_IOERR);
+		while ((bio = bio_list_pop(&freed)))
+			bio_put(bio);
+		return;
+	}
+	complete_list(&waiters, BLK_STS_OK);
+	while ((bio = bio_list_pop(&freed)))
+		submit_bio_noacct(bio);
+}
+
+static void do_worker(struct work_struct *ws)
+{
+	struct chain_c *cc = container_of(ws, struct chain_c, worker);
+	bool commit;
+
+	process_deferred_bios(cc);
+
+	spin_lock_irq(&cc->lock);
+	commit = cc->commit_due || !bio_list_empty(&cc->commit_waiters);
+	spin_unlock_irq(&cc->lock);
+	if (commit)
+		commit_and_complete(cc);
+}
+
+static void do_commit_tick(struct work_struct *ws)
+{
+	struct chain_c *cc = container_of(to_delayed_work(ws), struct chain_c,
+					  commit_work);
+
+	if (dm_chain_dirty(cc->cmd)) {
+		spin_lock_irq(&cc->lock);
+		cc->commit_due = true;
+		spin_unlock_irq(&cc->lock);
+		wake_worker(cc);
+	}
+	queue_delayed_work(cc->wq, &cc->commit_work, COMMIT_PERIOD);
+}
+
+/*----------------------------------------------------------------
+ * Target methods
+ *--------------------------------------------------------------*/
+
+/*
+ * Construct a chain device:
+ *
+ *   chain <#layers> <base type> <layer dev>{#layers}
+ *         [<#feature args> <feature arg>*]
+ *
+ *   <#layers>    1..255
+ *   <base type>  raw | chain: what the bottom layer is
+ *   <layer dev>  bottom first; the last one is the active layer
+ *
+ * Feature args:
+ *   ignore_discard             do not accept discards
+ *   no_discard_passdown        do not pass discards down to the active layer
+ *   error_if_no_space          fail writes when the active layer is full
+ *   no_space_timeout:<secs>    else queue them this long (default 60, 0 =
+ *                              forever) and raise an event
+ */
+
+/*
+ * ctr errors need a formatted message that outlives the constructor: dm
+ * prints ti->error right after we return.  A small ring of buffers keeps
+ * each message valid for that long even with concurrent loads.
+ */
+#define ERR_SLOTS	8
+#define ERR_LEN		192
+static char ctr_errors[ERR_SLOTS][ERR_LEN];
+static atomic_t ctr_error_next = ATOMIC_INIT(0);
+
+static char *ctr_error_buf(void)
+{
+	return ctr_errors[atomic_inc_return(&ctr_error_next) % ERR_SLOTS];
+}
+
+static __printf(2, 3) int ctr_fail(struct dm_target *ti, const char *fmt, ...)
+{
+	char *buf = ctr_error_buf();
+	va_list args;
+
+	va_start(args, fmt);
+	vsnprintf(buf, ERR_LEN, fmt, args);
+	va_end(args);
+	ti->error = buf;
+	return -EINVAL;
+}
+
+static int parse_features(struct dm_arg_set *as, struct chain_c *cc,
+			  struct dm_target *ti)
+{
+	static const struct dm_arg _args[] = {
+		{0, 4, "Invalid number of feature arguments"},
+	};
+	unsigned int argc;
+	const char *arg;
+	int r;
+
+	cc->discard_passdown = true;
+	cc->no_space_timeout = DEFAULT_NO_SPACE_TIMEOUT;
+	if (!as->argc)
+		return 0;
+	r = dm_read_arg_group(_args, as, &argc, &ti->error);
+	if (r)
+		return r;
+	while (argc--) {
+		arg = dm_shift_arg(as);
+		if (!strcasecmp(arg, "ignore_discard"))
+			cc->ignore_discard = true;
+		else if (!strcasecmp(arg, "no_discard_passdown"))
+			cc->discard_passdown = false;
+		else if (!strcasecmp(arg, "error_if_no_space"))
+			cc->error_if_no_space = true;
+		else if (!strncasecmp(arg, "no_space_timeout:", 17)) {
+			if (kstrtouint(arg + 17, 10, &cc->no_space_timeout))
+				return ctr_fail(ti, "Invalid no_space_timeout '%s': want seconds",
+						arg + 17);
+		} else {
+			return ctr_fail(ti, "Unknown feature argument '%s'", arg);
+		}
+	}
+	return 0;
+}
+
+static int parse_layers(struct dm_arg_set *as, struct chain_c *cc,
+			struct dm_target *ti)
+{
+	dev_t self = disk_devt(dm_disk(dm_table_get_md(ti->table)));
+	unsigned int l, m;
+	const char *path;
+	int r;
+
+	for (l = 0; l < cc->nr_layers; l++) {
+		bool top = l == cc->nr_layers - 1;
+
+		path = dm_shift_arg(as);
+		r = dm_get_device(ti, path, top ? dm_table_get_mode(ti->table) :
+				  CHAIN_OPEN_READ, &cc->devs[l]);
+		if (r) {
+			ctr_fail(ti, "Layer %u: cannot open device '%s' (%d)",
+				 l, path, r);
+			return r;
+		}
+		if (cc->devs[l]->bdev->bd_dev == self)
+			return ctr_fail(ti, "Layer %u is this device itself", l);
+		for (m = 0; m < l; m++)
+			if (cc->devs[m]->bdev == cc->devs[l]->bdev)
+				return ctr_fail(ti, "Device %s is listed twice (layers %u and %u)",
+						path, m, l);
+	}
+	return 0;
+}
+
+static int parse_table(struct dm_arg_set *as, struct chain_c *cc,
+		       struct dm_target *ti)
+{
+	const char *type;
+	int r;
+
+	type = dm_shift_arg(as);
+	if (!strcasecmp(type, "raw"))
+		cc->base_raw = true;
+	else if (strcasecmp(type, "chain"))
+		return ctr_fail(ti, "Invalid base type '%s': want raw or chain",
+				type);
+	if (as->argc < cc->nr_layers)
+		return ctr_fail(ti, "Table names %u layers but lists only %u devices",
+				cc->nr_layers, as->argc);
+	r = parse_layers(as, cc, ti);
+	if (r)
+		return r;
+	return parse_features(as, cc, ti);
+}
+
+static int open_metadata(struct chain_c *cc, struct dm_target *ti)
+{
+	struct dm_chain_metadata *cmd;
+	struct block_device **bdevs;
+	char *err = ctr_error_buf();
+	unsigned int l;
+
+	if (cc->nr_layers == 1 && cc->base_raw) {
+		/* A lone raw layer is written in place, like dm-linear. */
+		if (bdev_nr_sectors(cc->devs[0]->bdev) < ti->len)
+			return ctr_fail(ti, "Raw layer is truncated: %llu sectors, target length %llu",
+					(u64)bdev_nr_sectors(cc->devs[0]->bdev),
+					(u64)ti->len);
+		return 0;
+	}
+	bdevs = kmalloc_array(cc->nr_layers, sizeof(*bdevs), GFP_KERNEL);
+	if (!bdevs) {
+		ti->error = "Cannot allocate the layer list";
+		return -ENOMEM;
+	}
+	for (l = 0; l < cc->nr_layers; l++)
+		bdevs[l] = cc->devs[l]->bdev;
+	cmd = dm_chain_metadata_open(bdevs, cc->nr_layers, cc->base_raw,
+				     (u64)ti->len << SECTOR_SHIFT, err, ERR_LEN);
+	kfree(bdevs);
+	if (IS_ERR(cmd)) {
+		ti->error = err;
+		return PTR_ERR(cmd);
+	}
+	cc->cmd = cmd;
+	cc->cluster_shift = dm_chain_cluster_shift(cmd) - SECTOR_SHIFT;
+	cc->cluster_sectors = 1 << cc->cluster_shift;
+	return 0;
+}
+
+static int create_workers(struct chain_c *cc, struct dm_target *ti)
+{
+	int r;
+
+	r = mempool_init_kmalloc_pool(&cc->cell_pool, MIN_CELLS,
+				      sizeof(struct chain_cell));
+	if (r) {
+		ti->error = "Cannot allocate the cell pool";
+		return r;
+	}
+	cc->wq = alloc_workqueue("dm-" DM_MSG_PREFIX, WQ_MEM_RECLAIM, 0);
+	if (!cc->wq) {
+		ti->error = "Cannot allocate the workqueue";
+		return -ENOMEM;
+	}
+	cc->kc = dm_kcopyd_client_create(NULL);
+	if (IS_ERR(cc->kc)) {
+		r = PTR_ERR(cc->kc);
+		cc->kc = NULL;
+		ti->error = "Cannot create the kcopyd client";
+		return r;
+	}
+	return 0;
+}
+
+static int set_target_limits(struct chain_c *cc, struct dm_target *ti)
+{
+	ti->per_io_data_size = sizeof(struct chain_bio);
+	ti->num_flush_bios = 1;
+	ti->flush_supported = true;
+	ti->num_discard_bios = cc->ignore_discard ? 0 : 1;
+	ti->num_write_zeroes_bios = 1;
+	if (cc->cmd) {
+		ti->discards_supported = !cc->ignore_discard;
+		return dm_set_target_max_io_len(ti, cc->cluster_sectors);
+	}
+	return 0;
+}
+
+static void chain_free(struct chain_c *cc)
+{
+	unsigned int l;
+
+	cancel_delayed_work_sync(&cc->commit_work);
+	cancel_delayed_work_sync(&cc->no_space_work);
+	if (cc->kc)
+		dm_kcopyd_client_destroy(cc->kc);
+	if (cc->wq)
+		destroy_workqueue(cc->wq);
+	mempool_exit(&cc->cell_pool);
+	if (cc->cmd)
+		dm_chain_metadata_close(cc->cmd);
+	for (l = 0; l < cc->nr_layers; l++)
+		if (cc->devs[l])
+			dm_put_device(cc->ti, cc->devs[l]);
+	kfree(cc);
+}
+
+static int chain_ctr(struct dm_target *ti, unsigned int argc, char **argv)
+{
+	static const struct dm_arg _args[] = {
+		{1, DM_CHAIN_MAX_LAYERS, "Invalid number of layers: want 1..255"},
+	};
+	struct dm_arg_set as = { .argc = argc, .argv = argv };
+	unsigned int nr;
+	struct chain_c *cc;
+	int r;
+
+	if (argc < 3) {
+		ti->error = "Too few arguments: want <#layers> <raw|chain> <dev>...";
+		return -EINVAL;
+	}
+	r = dm_read_arg(_args, &as, &nr, &ti->error);
+	if (r)
+		return r;
+	cc = kzalloc(struct_size(cc, devs, nr), GFP_KERNEL);
+	if (!cc) {
+		ti->error = "Cannot allocate chain context";
+		return -ENOMEM;
+	}
+	cc->ti = ti;
+	cc->nr_layers = nr;
+	spin_lock_init(&cc->lock);
+	bio_list_init(&cc->deferred);
+	bio_list_init(&cc->commit_waiters);
+	bio_list_init(&cc->freed);
+	bio_list_init(&cc->no_space);
+	INIT_WORK(&cc->worker, do_worker);
+	INIT_DELAYED_WORK(&cc->commit_work, do_commit_tick);
+	INIT_DELAYED_WORK(&cc->no_space_work, do_no_space_timeout);
+
+	r = parse_table(&as, cc, ti);
+	if (r)
+		goto bad;
+	r = open_metadata(cc, ti);
+	if (r)
+		goto bad;
+	r = create_workers(cc, ti);
+	if (r)
+		goto bad;
+	r = set_target_limits(cc, ti);
+	if (r)
+		goto bad;
+	ti->private = cc;
+	return 0;
+
+bad:
+	chain_free(cc);
+	return r;
+}
+
+static void chain_dtr(struct dm_target *ti)
+{
+	chain_free(ti->private);
+}
+
+static int map_read(struct chain_c *cc, struct bio *bio)
+{
+	u64 e = dm_chain_lookup(cc->cmd, bio_cluster(cc, bio));
+
+	switch (chain_entry_kind(e)) {
+	case CHAIN_MAPPED:
+	case CHAIN_RAW:
+		remap_to_layer(cc, bio, chain_entry_layer(e),
+			       chain_entry_host(e));
+		return DM_MAPIO_REMAPPED;
+	default:
+		zero_fill_bio(bio);
+		bio_endio(bio);
+		return DM_MAPIO_SUBMITTED;
+	}
+}
+
+static int map_flush(struct chain_c *cc, struct bio *bio)
+{
+	unsigned long flags;
+
+	if (!dm_chain_dirty(cc->cmd)) {
+		bio_set_dev(bio, active_dev(cc)->bdev);
+		return DM_MAPIO_REMAPPED;
+	}
+	spin_lock_irqsave(&cc->lock, flags);
+	bio_list_add(&cc->commit_waiters, bio);
+	spin_unlock_irqrestore(&cc->lock, flags);
+	wake_worker(cc);
+	return DM_MAPIO_SUBMITTED;
+}
+
+static int chain_map(struct dm_target *ti, struct bio *bio)
+{
+	struct chain_c *cc = ti->private;
+	struct chain_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+	u64 vc;
+
+	pb->publish = NULL;
+	pb->commit_waited = false;
+
+	if (!cc->cmd) {
+		bio_set_dev(bio, cc->devs[0]->bdev);
+		if (bio_sectors(bio))
+			bio->bi_iter.bi_sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
+		return DM_MAPIO_REMAPPED;
+	}
+	if (bio->bi_opf & REQ_PREFLUSH)
+		return map_flush(cc, bio);
+
+	bio->bi_iter.bi_sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
+	vc = bio_cluster(cc, bio);
+	switch (bio_op(bio)) {
+	case REQ_OP_READ:
+		return map_read(cc, bio);
+	case REQ_OP_WRITE:
+		if (dm_chain_owned(cc->cmd, vc)) {
+			remap_to_active(cc, bio,
+					chain_entry_host(dm_chain_lookup(cc->cmd, vc)));
+			return DM_MAPIO_REMAPPED;
+		}
+		break;
+	case REQ_OP_DISCARD:
+	case REQ_OP_WRITE_ZEROES:
+		/* The worker handles one cluster per bio. */
+		if (cluster_offset(cc, bio) + bio_sectors(bio) > cc->cluster_sectors)
+			dm_accept_partial_bio(bio, cc->cluster_sectors -
+					      cluster_offset(cc, bio));
+		break;
+	default:
+		return DM_MAPIO_KILL;
+	}
+	defer_bio(cc, bio);
+	return DM_MAPIO_SUBMITTED;
+}
+
+static int chain_end_io(struct dm_target *ti, struct bio *bio,
+			blk_status_t *error)
+{
+	struct chain_c *cc = ti->private;
+	struct chain_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+	unsigned long flags;
+
+	if (!cc->cmd)
+		return DM_ENDIO_DONE;
+	if (pb->publish) {
+		struct chain_cell *cell = pb->publish;
+
+		pb->publish = NULL;
+		cell->bio = NULL;
+		release_cell(cell, !*error, false);
+	}
+	/* A FUA write is durable only with its mapping committed. */
+	if ((bio->bi_opf & REQ_FUA) && !*error && !pb->commit_waited &&
+	    dm_chain_dirty(cc->cmd)) {
+		pb->commit_waited = true;
+		spin_lock_irqsave(&cc->lock, flags);
+		bio_list_add(&cc->commit_waiters, bio);
+		spin_unlock_irqrestore(&cc->lock, flags);
+		wake_worker(cc);
+		return DM_ENDIO_INCOMPLETE;
+	}
+	return DM_ENDIO_DONE;
+}
+
+static void chain_presuspend(struct dm_target *ti)
+{
+	struct chain_c *cc = ti->private;
+	struct bio_list bios = BIO_EMPTY_LIST;
+
+	if (!cc->cmd)
+		return;
+	/* Queued no-space bios would block the suspend: hand them back. */
+	cancel_delayed_work_sync(&cc->no_space_work);
+	take_no_space(cc, &bios);
+	complete_list(&bios, dm_noflush_suspending(ti) ? BLK_STS_DM_REQUEUE :
+			     BLK_STS_NOSPC);
+}
+
+static void chain_postsuspend(struct dm_target *ti)
+{
+	struct chain_c *cc = ti->private;
+
+	if (!cc->cmd)
+		return;
+	cancel_delayed_work_sync(&cc->commit_work);
+	flush_workqueue(cc->wq);
+	commit_and_complete(cc);
+}
+
+static int chain_preresume(struct dm_target *ti)
+{
+	struct chain_c *cc = ti->private;
+
+	if (!cc->cmd)
+		return 0;
+	return dm_chain_metadata_refresh(cc->cmd);
+}
+
+static void chain_resume(struct dm_target *ti)
+{
+	struct chain_c *cc = ti->private;
+
+	if (!cc->cmd)
+		return;
+	queue_delayed_work(cc->wq, &cc->commit_work, COMMIT_PERIOD);
+}
+
+static void emit_features(struct chain_c *cc, char *result,
+			  unsigned int maxlen, unsigned int *szp)
+{
+	unsigned int sz = *szp, n;
+	bool timeout = !cc->error_if_no_space &&
+		       cc->no_space_timeout != DEFAULT_NO_SPACE_TIMEOUT;
+
+	n = cc->ignore_discard + !cc->discard_passdown +
+	    cc->error_if_no_space + timeout;
+	if (n)
+		DMEMIT(" %u", n);
+	if (cc->ignore_discard)
+		DMEMIT(" ignore_discard");
+	if (!cc->discard_passdown)
+		DMEMIT(" no_discard_passdown");
+	if (cc->error_if_no_space)
+		DMEMIT(" error_if_no_space");
+	if (timeout)
+		DMEMIT(" no_space_timeout:%u", cc->no_space_timeout);
+	*szp = sz;
+}
+
+/*
+ * Status:
+ *
+ *   <#layers> <cluster size> <allocated>/<total> <metadata mode>
+ *   <needs_check> <space>
+ *
+ *   <cluster size>     in 512-byte sectors, '-' for a lone raw layer
+ *   <allocated>/<total> active layer data clusters, '-' for a raw layer
+ *   <metadata mode>    rw | ro | Fail
+ *   <needs_check>      needs_check | -
+ *   <space>            ok | full (writes are queued or failed)
+ */
+static void chain_status(struct dm_target *ti, status_type_t type,
+			 unsigned int status_flags, char *result,
+			 unsigned int maxlen)
+{
+	static const char * const modes[] = { "rw", "ro", "Fail" };
+	struct chain_c *cc = ti->private;
+	unsigned int sz = 0, l;
+	u64 used, total;
+
+	switch (type) {
+	case STATUSTYPE_INFO:
+		if (!cc->cmd) {
+			DMEMIT("%u - - rw - ok", cc->nr_layers);
+			break;
+		}
+		dm_chain_space(cc->cmd, &used, &total);
+		DMEMIT("%u %llu %llu/%llu %s %s %s", cc->nr_layers,
+		       (u64)cc->cluster_sectors, used, total,
+		       modes[dm_chain_mode(cc->cmd)],
+		       dm_chain_needs_check(cc->cmd) ? "needs_check" : "-",
+		       READ_ONCE(cc->out_of_space) ? "full" : "ok");
+		break;
+	case STATUSTYPE_TABLE:
+		DMEMIT("%u %s", cc->nr_layers, cc->base_raw ? "raw" : "chain");
+		for (l = 0; l < cc->nr_layers; l++)
+			DMEMIT(" %s", cc->devs[l]->name);
+		emit_features(cc, result, maxlen, &sz);
+		break;
+	default:
+		result[0] = '\0';
+		break;
+	}
+}
+
+static int chain_message(struct dm_target *ti, unsigned int argc, char **argv,
+			 char *result, unsigned int maxlen)
+{
+	DMWARN("%s: unrecognised message '%s'",
+	       dm_device_name(dm_table_get_md(ti->table)), argc ? argv[0] : "");
+	return -EINVAL;
+}
+
+static int chain_iterate_devices(struct dm_target *ti,
+				 iterate_devices_callout_fn fn, void *data)
+{
+	struct chain_c *cc = ti->private;
+	unsigned int l;
+	int r = 0;
+
+	for (l = 0; !r && l < cc->nr_layers; l++) {
+		struct dm_dev *dev = cc->devs[l];
+		bool raw = cc->base_raw && !l;
+
+		r = fn(ti, dev, 0, raw ? ti->len : bdev_nr_sectors(dev->bdev),
+		       data);
+	}
+	return r;
+}
+
+static void chain_io_hints(struct dm_target *ti, struct queue_limits *limits)
+{
+	struct chain_c *cc = ti->private;
+
+	if (!cc->cmd || cc->ignore_discard)
+		return;
+	limits->discard_granularity = cc->cluster_sectors << SECTOR_SHIFT;
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 9, 0)
+	limits->max_hw_discard_sectors = cc->cluster_sectors;
+#else
+	limits->max_discard_sectors = cc->cluster_sectors;
+#endif
+	limits->max_write_zeroes_sectors = cc->cluster_sectors;
+	limits->io_opt = cc->cluster_sectors << SECTOR_SHIFT;
+}
+
+static struct target_type chain_target = {
+	.name = "chain",
+	.version = {1, 0, 0},
+	.module = THIS_MODULE,
+	.ctr = chain_ctr,
+	.dtr = chain_dtr,
+	.map = chain_map,
+	.end_io = chain_end_io,
+	.presuspend = chain_presuspend,
+	.postsuspend = chain_postsuspend,
+	.preresume = chain_preresume,
+	.resume = chain_resume,
+	.status = chain_status,
+	.message = chain_message,
+	.iterate_devices = chain_iterate_devices,
+	.io_hints = chain_io_hints,
+};
+
+static int __init dm_chain_init(void)
+{
+	int r = dm_register_target(&chain_target);
+
+	if (r)
+		DMERR("register failed %d", r);
+	return r;
+}
+
+static void __exit dm_chain_exit(void)
+{
+	dm_unregister_target(&chain_target);
+}
+
+module_init(dm_chain_init);
+module_exit(dm_chain_exit);
+
+MODULE_DESCRIPTION(DM_NAME " target presenting a chain of disk-image layers");
+MODULE_AUTHOR("dm-chain developers");
+MODULE_LICENSE("GPL");

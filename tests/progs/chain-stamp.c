@@ -1,0 +1,825 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * chain-stamp - stamped-pattern writer and checker for crash tests.
+ *
+ * Every 512-byte sector written carries a stamp (struct stamp): a crc32c,
+ * a magic, the virtual sector number, the write id and the run id; the rest
+ * is filler derived from (sector, id).  So a sector read back tells which
+ * write put it there and whether it was meant for this sector.
+ *
+ * The writer journals, in a plain file, each write's intent before issuing
+ * it ("start ID SECTOR NR"), its completion ("ack ID") and each completed
+ * device flush ("flush K done after ID").  Because the intent is journaled
+ * first, a writer killed at any moment leaves a journal that names every
+ * write that may have reached the disk.
+ *
+ * The checker accepts, per sector: never written (zeros, or an id-0 stamp
+ * with --initial stamped), or a stamp for this sector from a journaled write
+ * covering it.  With --upto-flush K it also demands that the sector shows
+ * at least the newest write covering it that completed before flush K,
+ * i.e. no flushed write was lost.
+ *
+ * Journal lines (ids and flush numbers continue across runs on one
+ * journal, so a test can write, crash, check and write again):
+ *
+ *	run R seed S size BYTES
+ *	start ID SECTOR NR
+ *	ack ID
+ *	flush K done after ID
+ */
+#define _GNU_SOURCE
+#include "common.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *progname = "chain-stamp";
+
+#define STAMP_MAGIC	0x504d415453434d44ULL	/* "DMCSTAMP" */
+#define CHUNK		(1u << 20)
+#define MAX_REPORTS	10
+
+/* On-disk stamp at the start of each sector, little endian. */
+struct stamp {
+	uint32_t csum;		/* crc32c of bytes 4..511 of the sector */
+	uint32_t reserved;	/* zero */
+	uint64_t magic;
+	uint64_t sector;	/* virtual sector number, 512-byte units */
+	uint64_t id;		/* write id; 0 for the initial fill */
+	uint64_t run;		/* writer run; 0 for the initial fill */
+} __attribute__((packed));
+
+_Static_assert(sizeof(struct stamp) == 40, "stamp layout");
+
+struct config {
+	const char *dev_path;
+	const char *journal_path;
+	const char *mark_cmd;
+	uint64_t size;
+	uint64_t seed;
+	uint64_t ops;
+	uint64_t max_len;
+	uint64_t cluster;
+	uint64_t flush_every;
+	uint64_t upto_flush;	/* 0: no flush rule */
+	bool initial_stamped;
+};
+
+struct jwrite {
+	uint64_t sect;
+	uint64_t nr;
+	uint64_t run;
+	bool acked;
+};
+
+/* The journal, parsed: writes[id] for id 1..nr_ids, flushes 1..nr_flushes. */
+struct journal {
+	struct jwrite *writes;
+	uint64_t nr_ids;
+	uint64_t *flush_after;	/* flush_after[k]: last id acked before k */
+	uint64_t nr_flushes;
+	uint64_t nr_runs;
+};
+
+/* ---- crc32c (Castagnoli), bytewise table; speed does not matter here */
+
+static uint32_t crc_table[256];
+
+static void crc32c_init(void)
+{
+	uint32_t c;
+	int i, j;
+
+	for (i = 0; i < 256; i++) {
+		c = i;
+		for (j = 0; j < 8; j++)
+			c = (c >> 1) ^ (c & 1 ? 0x82f63b78u : 0);
+		crc_table[i] = c;
+	}
+}
+
+static uint32_t crc32c(const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	uint32_t c = ~0u;
+
+	while (len--)
+		c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
+	return ~c;
+}
+
+/* ---- stamps */
+
+static void stamp_filler(unsigned char *sector, uint64_t sect, uint64_t id)
+{
+	struct rng r;
+
+	rng_seed(&r, sect * 0x100000001b3ULL ^ id * 0xc2b2ae3d27d4eb4fULL);
+	rng_fill(&r, sector + sizeof(struct stamp),
+		 SECTOR_SIZE - sizeof(struct stamp));
+}
+
+static void make_stamp(unsigned char *sector, uint64_t sect, uint64_t id,
+		       uint64_t run)
+{
+	struct stamp st = {
+		.magic = htole64(STAMP_MAGIC),
+		.sector = htole64(sect),
+		.id = htole64(id),
+		.run = htole64(run),
+	};
+
+	memcpy(sector, &st, sizeof(st));
+	stamp_filler(sector, sect, id);
+	st.csum = htole32(crc32c(sector + 4, SECTOR_SIZE - 4));
+	memcpy(sector, &st.csum, sizeof(st.csum));
+}
+
+static void make_stamps(unsigned char *buf, uint64_t sect, uint64_t nr,
+			uint64_t id, uint64_t run)
+{
+	uint64_t i;
+
+	for (i = 0; i < nr; i++)
+		make_stamp(buf + (i << SECTOR_SHIFT), sect + i, id, run);
+}
+
+/* ---- journal */
+
+static int journal_line(struct journal *j, const char *line)
+{
+	uint64_t id, sect, nr, k, run, v1, v2;
+	struct jwrite *w;
+
+	if (sscanf(line, "run %" SCNu64 " seed %" SCNu64 " size %" SCNu64,
+		   &run, &v1, &v2) == 3)
+		return run == ++j->nr_runs ? 0 : -1;
+	if (sscanf(line, "start %" SCNu64 " %" SCNu64 " %" SCNu64,
+		   &id, &sect, &nr) == 3) {
+		if (id != j->nr_ids + 1 || !j->nr_runs || !nr)
+			return -1;
+		w = reallocarray(j->writes, id + 1, sizeof(*w));
+		if (!w)
+			return -1;
+		j->writes = w;
+		w[id] = (struct jwrite){ sect, nr, j->nr_runs, false };
+		j->nr_ids = id;
+		return 0;
+	}
+	if (sscanf(line, "ack %" SCNu64, &id) == 1) {
+		if (!id || id > j->nr_ids)
+			return -1;
+		j->writes[id].acked = true;
+		return 0;
+	}
+	if (sscanf(line, "flush %" SCNu64 " done after %" SCNu64, &k,
+		   &id) == 2) {
+		uint64_t *f;
+
+		if (k != j->nr_flushes + 1 || id > j->nr_ids)
+			return -1;
+		f = reallocarray(j->flush_after, k + 1, sizeof(*f));
+		if (!f)
+			return -1;
+		j->flush_after = f;
+		f[k] = id;
+		j->nr_flushes = k;
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * A missing journal is an empty one.  A last line without its newline was
+ * cut by a killed writer and is ignored; any other bad line is an error.
+ */
+static int journal_load(struct journal *j, const char *path)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	unsigned long lineno = 0;
+	FILE *f;
+	int ret = 0;
+
+	memset(j, 0, sizeof(*j));
+	f = fopen(path, "r");
+	if (!f)
+		return errno == ENOENT ? 0 : (report(path, "open", errno), -1);
+	while ((n = getline(&line, &cap, f)) > 0) {
+		lineno++;
+		if (line[n - 1] != '\n')
+			break;
+		if (journal_line(j, line)) {
+			reportf(path, "bad journal line", "line %lu: %.*s",
+				lineno, (int)(n - 1), line);
+			ret = -1;
+			break;
+		}
+	}
+	if (!ret && ferror(f)) {
+		report(path, "read", errno);
+		ret = -1;
+	}
+	free(line);
+	fclose(f);
+	return ret;
+}
+
+static void journal_free(struct journal *j)
+{
+	free(j->writes);
+	free(j->flush_after);
+}
+
+/* One write() per record, so an O_APPEND journal never interleaves. */
+static int journal_append(int fd, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int journal_append(int fd, const char *path, const char *fmt, ...)
+{
+	char buf[160];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	return xwrite_all(fd, buf, n, path);
+}
+
+/* ---- write */
+
+/* Run --mark-cmd with every "%d" replaced by the flush number. */
+static int run_mark_cmd(const char *tmpl, uint64_t k)
+{
+	char num[24], *cmd, *out;
+	const char *p;
+	size_t len;
+	int status;
+
+	snprintf(num, sizeof(num), "%" PRIu64, k);
+	len = strlen(tmpl) + 1;
+	for (p = tmpl; (p = strstr(p, "%d")); p += 2)
+		len += strlen(num);
+	cmd = malloc(len);
+	if (!cmd) {
+		report("--mark-cmd", "cannot allocate command", ENOMEM);
+		return -1;
+	}
+	out = cmd;
+	for (p = tmpl; *p; ) {
+		if (p[0] == '%' && p[1] == 'd') {
+			out = stpcpy(out, num);
+			p += 2;
+		} else {
+			*out++ = *p++;
+		}
+	}
+	*out = '\0';
+	fflush(stdout);
+	status = system(cmd);
+	if (status)
+		reportf(cmd, "mark command failed", "status %d", status);
+	free(cmd);
+	return status ? -1 : 0;
+}
+
+struct writer {
+	const struct config *c;
+	struct dev dev;
+	int jfd;
+	uint64_t run;
+	uint64_t next_id;
+	uint64_t next_flush;
+	unsigned char *buf;
+};
+
+static int writer_flush(struct writer *w)
+{
+	uint64_t k = w->next_flush++;
+
+	if (fdatasync(w->dev.fd)) {
+		reportf(w->dev.path, "fdatasync failed", "flush %" PRIu64 ": %s",
+			k, strerror(errno));
+		return -1;
+	}
+	/* Journaled before the mark: the flush is done once fdatasync is. */
+	if (journal_append(w->jfd, w->c->journal_path,
+			   "flush %" PRIu64 " done after %" PRIu64 "\n", k,
+			   w->next_id - 1))
+		return -1;
+	return w->c->mark_cmd ? run_mark_cmd(w->c->mark_cmd, k) : 0;
+}
+
+static int writer_one(struct writer *w, struct rng *r)
+{
+	const struct config *c = w->c;
+	uint64_t id = w->next_id++;
+	struct extent e;
+
+	pick_extent(r, c->size >> SECTOR_SHIFT, c->max_len >> SECTOR_SHIFT,
+		    c->cluster >> SECTOR_SHIFT, &e);
+	if (journal_append(w->jfd, c->journal_path, "start %" PRIu64 " %"
+			   PRIu64 " %" PRIu64 "\n", id, e.sect, e.nr))
+		return -1;
+	make_stamps(w->buf, e.sect, e.nr, id, w->run);
+	if (xpwrite(w->dev.fd, w->buf, e.nr << SECTOR_SHIFT,
+		    e.sect << SECTOR_SHIFT, w->dev.path))
+		return -1;
+	return journal_append(w->jfd, c->journal_path, "ack %" PRIu64 "\n", id);
+}
+
+static int writer_loop(struct writer *w)
+{
+	const struct config *c = w->c;
+	uint64_t i, unflushed = 0;
+	struct rng r;
+
+	rng_seed(&r, c->seed);
+	for (i = 0; i < c->ops; i++) {
+		if (writer_one(w, &r))
+			return -1;
+		if (++unflushed == c->flush_every) {
+			if (writer_flush(w))
+				return -1;
+			unflushed = 0;
+		}
+	}
+	/* Leave everything durable, so a clean run checks with --upto-flush. */
+	return unflushed || w->next_flush == 1 ? writer_flush(w) : 0;
+}
+
+static int cmd_write(const struct config *c)
+{
+	struct writer w = { .c = c };
+	struct journal j;
+	int ret = EXIT_USAGE;
+
+	if (journal_load(&j, c->journal_path))
+		return EXIT_USAGE;
+	w.run = j.nr_runs + 1;
+	w.next_id = j.nr_ids + 1;
+	w.next_flush = j.nr_flushes + 1;
+	journal_free(&j);
+
+	w.jfd = open(c->journal_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+		     0644);
+	if (w.jfd < 0) {
+		report(c->journal_path, "open", errno);
+		return EXIT_USAGE;
+	}
+	if (dev_open(&w.dev, c->dev_path, O_RDWR))
+		goto out_journal;
+	if (dev_check_size(&w.dev, c->size))
+		goto out_dev;
+	w.buf = alloc_aligned(c->max_len);
+	if (journal_append(w.jfd, c->journal_path, "run %" PRIu64 " seed %"
+			   PRIu64 " size %" PRIu64 "\n", w.run, c->seed,
+			   c->size) || writer_loop(&w))
+		goto out_buf;
+	printf("%s: run %" PRIu64 ": %" PRIu64 " writes (ids %" PRIu64
+	       "..%" PRIu64 "), last flush %" PRIu64 "\n", progname, w.run,
+	       c->ops, w.next_id - c->ops, w.next_id - 1, w.next_flush - 1);
+	ret = EXIT_OK;
+out_buf:
+	free(w.buf);
+out_dev:
+	dev_close(&w.dev);
+out_journal:
+	close(w.jfd);
+	return ret;
+}
+
+/* ---- fill */
+
+static int cmd_fill(const struct config *c)
+{
+	uint64_t off, len;
+	unsigned char *buf;
+	struct dev d;
+	int ret = EXIT_USAGE;
+
+	if (dev_open(&d, c->dev_path, O_RDWR))
+		return EXIT_USAGE;
+	if (dev_check_size(&d, c->size))
+		goto out_dev;
+	buf = alloc_aligned(CHUNK);
+	for (off = 0; off < c->size; off += len) {
+		len = c->size - off < CHUNK ? c->size - off : CHUNK;
+		make_stamps(buf, off >> SECTOR_SHIFT, len >> SECTOR_SHIFT, 0, 0);
+		if (xpwrite(d.fd, buf, len, off, d.path))
+			goto out_buf;
+	}
+	if (fdatasync(d.fd)) {
+		report(d.path, "fdatasync", errno);
+		goto out_buf;
+	}
+	printf("%s: filled %" PRIu64 " sectors with id-0 stamps\n", progname,
+	       c->size >> SECTOR_SHIFT);
+	ret = EXIT_OK;
+out_buf:
+	free(buf);
+out_dev:
+	dev_close(&d);
+	return ret;
+}
+
+/* ---- check */
+
+struct checker {
+	const struct config *c;
+	struct journal j;
+	uint64_t *required;	/* per sector: id that must be seen or newer */
+	uint64_t bad;
+	uint64_t written;	/* sectors showing a journaled write */
+};
+
+/* The newest write covering each sector among those acked before flush K. */
+static int build_required(struct checker *ck)
+{
+	uint64_t nr_sect = ck->c->size >> SECTOR_SHIFT;
+	uint64_t id, s, last;
+
+	if (ck->c->upto_flush > ck->j.nr_flushes) {
+		reportf(ck->c->journal_path, "no such flush", "flush %" PRIu64
+			" not in journal (last is %" PRIu64 ")",
+			ck->c->upto_flush, ck->j.nr_flushes);
+		return -1;
+	}
+	ck->required = calloc(nr_sect, sizeof(*ck->required));
+	if (!ck->required) {
+		report("memory", "cannot allocate per-sector table", ENOMEM);
+		return -1;
+	}
+	last = ck->j.flush_after[ck->c->upto_flush];
+	for (id = 1; id <= last; id++) {
+		const struct jwrite *w = &ck->j.writes[id];
+
+		for (s = w->sect; s < w->sect + w->nr && s < nr_sect; s++)
+			ck->required[s] = id;
+	}
+	return 0;
+}
+
+static uint64_t required_id(const struct checker *ck, uint64_t s)
+{
+	return ck->required ? ck->required[s] : 0;
+}
+
+static bool is_zero(const unsigned char *p, size_t len)
+{
+	return !p[0] && !memcmp(p, p + 1, len - 1);
+}
+
+/* Is @got the exact stamp (@sect, @id, @run) would write? */
+static bool stamp_exact(const unsigned char *got, uint64_t sect, uint64_t id,
+			uint64_t run)
+{
+	unsigned char want[SECTOR_SIZE];
+
+	make_stamp(want, sect, id, run);
+	return !memcmp(want, got, SECTOR_SIZE);
+}
+
+/* Format a verdict into @why and return it, for one-line early returns. */
+static const char *say(char *why, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static const char *say(char *why, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, len, fmt, ap);
+	va_end(ap);
+	return why;
+}
+
+static uint64_t stamp_id(const unsigned char *got)
+{
+	uint64_t id;
+
+	memcpy(&id, got + offsetof(struct stamp, id), sizeof(id));
+	return le64toh(id);
+}
+
+/* Explain why sector @s holding stamp @st is not acceptable, or NULL. */
+static const char *judge_stamp(const struct checker *ck, uint64_t s,
+			       const struct stamp *st, const unsigned char *got,
+			       char *why, size_t len)
+{
+	uint64_t id = le64toh(st->id), run = le64toh(st->run);
+	uint64_t req = required_id(ck, s);
+	const struct jwrite *w;
+
+	if (le64toh(st->sector) != s)
+		return say(why, len, "stamp of sector %" PRIu64 " id %" PRIu64
+			   " (misdirected data)", le64toh(st->sector), id);
+	if (id == 0 && (!ck->c->initial_stamped || run))
+		return say(why, len, "id-0 stamp of run %" PRIu64 " but %s",
+			   run, ck->c->initial_stamped ? "run must be 0" :
+			   "no --initial stamped");
+	if (id > ck->j.nr_ids)
+		return say(why, len, "id %" PRIu64 " not in journal (last %"
+			   PRIu64 ")", id, ck->j.nr_ids);
+	w = id ? &ck->j.writes[id] : NULL;
+	if (w && (s < w->sect || s >= w->sect + w->nr))
+		return say(why, len, "id %" PRIu64 " wrote sectors %" PRIu64
+			   "+%" PRIu64 ", not this one", id, w->sect, w->nr);
+	if (w && run != w->run)
+		return say(why, len, "id %" PRIu64 " from run %" PRIu64
+			   ", journal says run %" PRIu64, id, run, w->run);
+	if (!stamp_exact(got, s, id, run))
+		return say(why, len, "id %" PRIu64 " filler corrupt", id);
+	if (id < req)
+		return say(why, len, "id %" PRIu64 ", but id %" PRIu64
+			   " was acked before flush %" PRIu64 " (lost write)",
+			   id, req, ck->c->upto_flush);
+	return NULL;
+}
+
+static const char *judge_sector(const struct checker *ck, uint64_t s,
+				const unsigned char *got, char *why, size_t len)
+{
+	uint64_t req = required_id(ck, s);
+	struct stamp st;
+
+	if (is_zero(got, SECTOR_SIZE)) {
+		if (req)
+			return say(why, len, "zeros, but id %" PRIu64 " was "
+				   "acked before flush %" PRIu64 " (lost write)",
+				   req, ck->c->upto_flush);
+		if (ck->c->initial_stamped)
+			return say(why, len, "zeros, expected an id-0 stamp");
+		return NULL;
+	}
+	memcpy(&st, got, sizeof(st));
+	if (le64toh(st.magic) != STAMP_MAGIC)
+		return say(why, len, "garbage (no stamp magic)");
+	if (le32toh(st.csum) != crc32c(got + 4, SECTOR_SIZE - 4))
+		return say(why, len, "torn or corrupt (bad checksum), id %"
+			   PRIu64, le64toh(st.id));
+	return judge_stamp(ck, s, &st, got, why, len);
+}
+
+static void check_chunk(struct checker *ck, const unsigned char *buf,
+			uint64_t sect, uint64_t nr)
+{
+	char why[160];
+	uint64_t i;
+
+	for (i = 0; i < nr; i++) {
+		const unsigned char *got = buf + (i << SECTOR_SHIFT);
+
+		if (!judge_sector(ck, sect + i, got, why, sizeof(why))) {
+			ck->written += !is_zero(got, SECTOR_SIZE) &&
+				       stamp_id(got);
+			continue;
+		}
+		if (ck->bad++ < MAX_REPORTS)
+			reportf(ck->c->dev_path, "bad sector", "sector %" PRIu64
+				": %s", sect + i, why);
+	}
+}
+
+static int check_device(struct checker *ck)
+{
+	const struct config *c = ck->c;
+	uint64_t off, len;
+	unsigned char *buf;
+	struct dev d;
+	int ret = EXIT_USAGE;
+
+	if (dev_open(&d, c->dev_path, O_RDONLY))
+		return EXIT_USAGE;
+	if (dev_check_size(&d, c->size))
+		goto out_dev;
+	buf = alloc_aligned(CHUNK);
+	for (off = 0; off < c->size; off += len) {
+		len = c->size - off < CHUNK ? c->size - off : CHUNK;
+		if (xpread(d.fd, buf, len, off, d.path))
+			goto out_buf;
+		check_chunk(ck, buf, off >> SECTOR_SHIFT, len >> SECTOR_SHIFT);
+	}
+	ret = EXIT_OK;
+out_buf:
+	free(buf);
+out_dev:
+	dev_close(&d);
+	return ret;
+}
+
+static int cmd_check(const struct config *c)
+{
+	struct checker ck = { .c = c };
+	uint64_t nr_sect = c->size >> SECTOR_SHIFT;
+	int ret = EXIT_USAGE;
+
+	if (journal_load(&ck.j, c->journal_path))
+		return EXIT_USAGE;
+	if (c->upto_flush && build_required(&ck))
+		goto out;
+	ret = check_device(&ck);
+	if (ret)
+		goto out;
+	if (ck.bad) {
+		reportf(c->dev_path, "check failed", "%" PRIu64 " of %" PRIu64
+			" sectors bad", ck.bad, nr_sect);
+		ret = EXIT_VERIFY;
+		goto out;
+	}
+	printf("%s: check ok: %" PRIu64 " sectors, %" PRIu64
+	       " from journaled writes, %" PRIu64 " ids, %" PRIu64
+	       " flushes%s\n", progname, nr_sect, ck.written, ck.j.nr_ids,
+	       ck.j.nr_flushes, c->upto_flush ? ", no flushed write lost" : "");
+out:
+	free(ck.required);
+	journal_free(&ck.j);
+	return ret;
+}
+
+/* ---- command line */
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+"Usage:\n"
+" %s write --dev PATH --journal PATH --size BYTES --ops N [options]\n"
+" %s check --dev PATH --journal PATH --size BYTES [--upto-flush K]\n"
+"             [--initial zero|stamped]\n"
+" %s fill  --dev PATH --size BYTES\n"
+"\n"
+"Write sectors stamped with their sector number and write id, journal\n"
+"every write, and check a device (after a crash or a log replay) against\n"
+"the journal.\n"
+"\n"
+"Write options:\n"
+" --seed N             random seed (default 1)\n"
+" --max-len BYTES      longest write (default 64K)\n"
+" --cluster BYTES      cluster size, to aim writes at boundaries (64K)\n"
+" --flush-every N      fdatasync the device every N writes (default: only\n"
+"                      once at the end)\n"
+" --mark-cmd CMD       run CMD after each flush, %%d replaced by the flush\n"
+"                      number, e.g. 'dmsetup message lw 0 mark flush-%%d'\n"
+"\n"
+"Check options:\n"
+" --upto-flush K       every write acknowledged before flush K must be\n"
+"                      visible (or overwritten by a newer write)\n"
+" --initial zero|stamped  what never-written sectors hold (default zero)\n"
+"\n"
+" -h, --help           display this help\n"
+"\n"
+"Exit status: 0 success, 1 bad sectors found, 2 usage or I/O error.\n",
+		progname, progname, progname);
+}
+
+enum {
+	OPT_DEV = 256, OPT_JOURNAL, OPT_SIZE, OPT_SEED, OPT_OPS, OPT_MAX_LEN,
+	OPT_CLUSTER, OPT_FLUSH_EVERY, OPT_MARK_CMD, OPT_UPTO, OPT_INITIAL,
+};
+
+static const struct option long_opts[] = {
+	{ "dev",	 required_argument, NULL, OPT_DEV },
+	{ "journal",	 required_argument, NULL, OPT_JOURNAL },
+	{ "size",	 required_argument, NULL, OPT_SIZE },
+	{ "seed",	 required_argument, NULL, OPT_SEED },
+	{ "ops",	 required_argument, NULL, OPT_OPS },
+	{ "max-len",	 required_argument, NULL, OPT_MAX_LEN },
+	{ "cluster",	 required_argument, NULL, OPT_CLUSTER },
+	{ "flush-every", required_argument, NULL, OPT_FLUSH_EVERY },
+	{ "mark-cmd",	 required_argument, NULL, OPT_MARK_CMD },
+	{ "upto-flush",	 required_argument, NULL, OPT_UPTO },
+	{ "initial",	 required_argument, NULL, OPT_INITIAL },
+	{ "help",	 no_argument,	    NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int parse_initial(struct config *c, const char *arg)
+{
+	if (!strcmp(arg, "zero") || !strcmp(arg, "stamped")) {
+		c->initial_stamped = arg[0] == 's';
+		return 0;
+	}
+	reportf("--initial", "invalid value", "'%s' (zero or stamped)", arg);
+	return -1;
+}
+
+static int parse_one(struct config *c, int opt, const char *arg)
+{
+	switch (opt) {
+	case OPT_DEV:
+		c->dev_path = arg;
+		return 0;
+	case OPT_JOURNAL:
+		c->journal_path = arg;
+		return 0;
+	case OPT_MARK_CMD:
+		c->mark_cmd = arg;
+		return 0;
+	case OPT_SIZE:
+		return opt_size("--size", arg, &c->size);
+	case OPT_SEED:
+		return opt_u64("--seed", arg, &c->seed);
+	case OPT_OPS:
+		return opt_u64("--ops", arg, &c->ops);
+	case OPT_MAX_LEN:
+		return opt_size("--max-len", arg, &c->max_len);
+	case OPT_CLUSTER:
+		return opt_size("--cluster", arg, &c->cluster);
+	case OPT_FLUSH_EVERY:
+		return opt_u64("--flush-every", arg, &c->flush_every);
+	case OPT_UPTO:
+		return opt_u64("--upto-flush", arg, &c->upto_flush);
+	case OPT_INITIAL:
+		return parse_initial(c, arg);
+	case 'h':
+		usage(stdout);
+		exit(EXIT_OK);
+	default:
+		return -1;
+	}
+}
+
+static int check_config(const char *cmd, struct config *c)
+{
+	bool need_journal = strcmp(cmd, "fill");
+
+	if (!c->dev_path || !c->size || (need_journal && !c->journal_path)) {
+		reportf(cmd, "missing arguments", "--dev, --size%s required",
+			need_journal ? ", --journal" : "");
+		return -1;
+	}
+	if (c->size % SECTOR_SIZE || c->max_len % SECTOR_SIZE ||
+	    c->max_len > c->size) {
+		report(cmd, "--size and --max-len must be multiples of 512, "
+		       "--max-len no larger than --size", 0);
+		return -1;
+	}
+	if (!is_pow2(c->cluster) || c->cluster < SECTOR_SIZE) {
+		report("--cluster", "not a power of two of at least 512", 0);
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_args(struct config *c, int argc, char **argv)
+{
+	int opt;
+
+	*c = (struct config) { .seed = 1, .max_len = 64 << 10,
+			       .cluster = 64 << 10 };
+	while ((opt = getopt_long(argc, argv, "+h", long_opts, NULL)) != -1)
+		if (parse_one(c, opt, optarg))
+			return -1;
+	if (optind < argc) {
+		reportf("arguments", "unexpected argument", "'%s'", argv[optind]);
+		return -1;
+	}
+	if (c->size && c->max_len > c->size)
+		c->max_len = c->size & ~(uint64_t)(SECTOR_SIZE - 1);
+	return check_config(argv[0], c);
+}
+
+static const struct command {
+	const char *name;
+	int (*fn)(const struct config *c);
+} commands[] = {
+	{ "write", cmd_write },
+	{ "check", cmd_check },
+	{ "fill",  cmd_fill },
+};
+
+int main(int argc, char **argv)
+{
+	struct config c;
+	size_t i;
+
+	crc32c_init();
+	if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	for (i = 0; argc > 1 && i < ARRAY_SIZE(commands); i++) {
+		if (strcmp(argv[1], commands[i].name))
+			continue;
+		if (parse_args(&c, argc - 1, argv + 1))
+			break;
+		return commands[i].fn(&c);
+	}
+	if (argc < 2)
+		report("arguments", "missing command (write, check or fill)", 0);
+	else if (i == ARRAY_SIZE(commands))
+		reportf("arguments", "unknown command", "'%s'", argv[1]);
+	fprintf(stderr, "Try '%s --help' for more information.\n", progname);
+	return EXIT_USAGE;
+}
