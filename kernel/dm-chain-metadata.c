@@ -25,12 +25,15 @@
  * A crash before step 2 leaves the old table: only unflushed writes are
  * lost.  A crash in step 2 leaves each 8-byte entry either old or new
  * (sectors are written atomically) and every new entry points at data that
- * was flushed in step 1; host clusters are never reused while an entry may
- * still point at them, so no virtual sector can show another sector's
- * data.  The allocation end in the header is only a hint: open takes the
- * larger of it and the highest mapped host cluster + 1, so entries written
- * in step 2 of a commit whose header never landed stay valid.  A torn
- * header write fails its checksum and the other slot is used.
+ * was flushed in step 1.  A host cluster freed by a discard is handed out
+ * again only after the commit that stopped pointing at it is complete (see
+ * dm_chain_release_cluster()), so an entry on disk never points at a host
+ * cluster that holds another virtual cluster's data, and no virtual sector
+ * can show another sector's data.  The allocation end in the header is
+ * only a hint: open takes the larger of it and the highest mapped host
+ * cluster + 1, so entries written in step 2 of a commit whose header never
+ * landed stay valid; host clusters below it that no entry maps are free.
+ * A torn header write fails its checksum and the other slot is used.
  */
 #include <linux/device-mapper.h>
 #include <linux/dm-io.h>
@@ -71,8 +74,12 @@ struct dm_chain_metadata {
 	u64 *index;
 	unsigned long *dirty;		/* active layer table blocks */
 	u64 nr_table_blocks;
-	u64 data_end;			/* next host cluster to allocate */
+	u64 data_end;			/* first never-allocated host cluster */
 	u64 dev_clusters;		/* active layer capacity */
+	unsigned long *free;		/* free host clusters below data_end */
+	u64 free_bits;			/* size of the free bitmap */
+	u64 nr_free;
+	u64 free_cursor;		/* where the next search starts */
 	u64 change_seq;			/* bumped by every change */
 
 	/* Serialises commits; protects the active layer's info and buf. */
@@ -245,6 +252,26 @@ static void fold_entries(struct dm_chain_metadata *cmd, unsigned int l,
 	}
 }
 
+/*
+ * Turn the active layer's map of used host clusters into the free map:
+ * every cluster of the data area below data_end that no entry maps.
+ */
+static void set_free_map(struct dm_chain_metadata *cmd, unsigned long *used,
+			 u64 bits)
+{
+	u64 start = cmd->layers[cmd->top].info.data_offset >> cmd->cluster_shift;
+
+	bitmap_complement(used, used, cmd->data_end);
+	/* complement works on whole words: clear what lies past data_end */
+	bitmap_clear(used, cmd->data_end, bits - cmd->data_end);
+	bitmap_clear(used, 0, start);
+	kvfree(cmd->free);
+	cmd->free = used;
+	cmd->free_bits = bits;
+	cmd->nr_free = bitmap_weight(used, cmd->data_end);
+	cmd->free_cursor = start;
+}
+
 /* Read, validate and fold one chain layer's table into the index. */
 static int load_layer_table(struct dm_chain_metadata *cmd, unsigned int l,
 			    char *err, size_t err_len)
@@ -280,9 +307,12 @@ static int load_layer_table(struct dm_chain_metadata *cmd, unsigned int l,
 		}
 		fold_entries(cmd, l, cmd->buf, first, count);
 	}
-	kvfree(used);
-	if (!r && l == cmd->top)
+	if (!r && l == cmd->top) {
 		cmd->data_end = max(info->data_end, max_cluster);
+		set_free_map(cmd, used, info->dev_clusters);
+		return 0;
+	}
+	kvfree(used);
 	return r;
 }
 
@@ -329,6 +359,7 @@ static void free_metadata(struct dm_chain_metadata *cmd)
 	if (cmd->io_client)
 		dm_io_client_destroy(cmd->io_client);
 	bitmap_free(cmd->dirty);
+	kvfree(cmd->free);
 	kvfree(cmd->index);
 	vfree(cmd->buf);
 	kvfree(cmd->layers);
@@ -432,6 +463,26 @@ fail:
 	return r;
 }
 
+/* The active layer's device grew: make room in the free map. */
+static int grow_free_map(struct dm_chain_metadata *cmd, u64 clusters)
+{
+	unsigned long *map, *old;
+
+	if (clusters <= cmd->free_bits)
+		return 0;
+	map = kvcalloc(BITS_TO_LONGS(clusters), sizeof(long), GFP_KERNEL);
+	if (!map)
+		return -ENOMEM;
+	spin_lock_irq(&cmd->lock);
+	bitmap_copy(map, cmd->free, cmd->free_bits);
+	old = cmd->free;
+	cmd->free = map;
+	cmd->free_bits = clusters;
+	spin_unlock_irq(&cmd->lock);
+	kvfree(old);
+	return 0;
+}
+
 int dm_chain_metadata_refresh(struct dm_chain_metadata *cmd)
 {
 	u64 clusters;
@@ -442,6 +493,8 @@ int dm_chain_metadata_refresh(struct dm_chain_metadata *cmd)
 		r = reload_if_changed(cmd);
 	clusters = bdev_nr_bytes(cmd->layers[cmd->top].bdev) >>
 		   cmd->cluster_shift;
+	if (!r && clusters > cmd->dev_clusters)
+		r = grow_free_map(cmd, clusters);
 	spin_lock_irq(&cmd->lock);
 	if (!r && clusters >= cmd->data_end)
 		cmd->dev_clusters = clusters;
@@ -471,6 +524,19 @@ bool dm_chain_has_lower(struct dm_chain_metadata *cmd)
 	return cmd->nr_layers > 1;
 }
 
+/* Caller holds cmd->lock and checked nr_free. */
+static u64 __take_free(struct dm_chain_metadata *cmd)
+{
+	u64 host = find_next_bit(cmd->free, cmd->data_end, cmd->free_cursor);
+
+	if (host >= cmd->data_end)
+		host = find_first_bit(cmd->free, cmd->data_end);
+	__clear_bit(host, cmd->free);
+	cmd->nr_free--;
+	cmd->free_cursor = host + 1;
+	return host;
+}
+
 int dm_chain_alloc_cluster(struct dm_chain_metadata *cmd, u64 *host)
 {
 	unsigned long flags;
@@ -479,12 +545,26 @@ int dm_chain_alloc_cluster(struct dm_chain_metadata *cmd, u64 *host)
 	spin_lock_irqsave(&cmd->lock, flags);
 	if (cmd->mode != CHAIN_MODE_WRITE)
 		r = -EROFS;
+	else if (cmd->nr_free)
+		*host = __take_free(cmd);
 	else if (cmd->data_end >= cmd->dev_clusters)
 		r = -ENOSPC;
 	else
 		*host = cmd->data_end++;
 	spin_unlock_irqrestore(&cmd->lock, flags);
 	return r;
+}
+
+void dm_chain_release_cluster(struct dm_chain_metadata *cmd, u64 host)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&cmd->lock, flags);
+	if (!WARN_ON_ONCE(host >= cmd->data_end || test_bit(host, cmd->free))) {
+		__set_bit(host, cmd->free);
+		cmd->nr_free++;
+	}
+	spin_unlock_irqrestore(&cmd->lock, flags);
 }
 
 /* Caller holds cmd->lock. */
@@ -694,7 +774,7 @@ void dm_chain_space(struct dm_chain_metadata *cmd, u64 *used, u64 *total)
 	unsigned long flags;
 
 	spin_lock_irqsave(&cmd->lock, flags);
-	*used = cmd->data_end - start;
+	*used = cmd->data_end - start - cmd->nr_free;
 	*total = cmd->dev_clusters - start;
 	spin_unlock_irqrestore(&cmd->lock, flags);
 }

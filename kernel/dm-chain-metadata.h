@@ -91,17 +91,26 @@ bool dm_chain_owned(struct dm_chain_metadata *cmd, u64 vcluster);
 bool dm_chain_has_lower(struct dm_chain_metadata *cmd);
 
 /*
- * Take the next host cluster of the active layer's data area.  Returns
- * -ENOSPC when the device is full, -EROFS unless in write mode.  Any
- * context.
+ * Take a free host cluster of the active layer's data area, or the next
+ * one never used.  Returns -ENOSPC when the device is full, -EROFS unless
+ * in write mode.  Any context.
  */
 int dm_chain_alloc_cluster(struct dm_chain_metadata *cmd, u64 *host);
 
 /*
+ * Give back a host cluster that dm_chain_set_zero() returned.  Call it
+ * only once a commit that started after dm_chain_set_zero() completed and
+ * any discard sent to the cluster finished: until then an entry on disk
+ * may still point at it.  Any context.
+ */
+void dm_chain_release_cluster(struct dm_chain_metadata *cmd, u64 host);
+
+/*
  * Record that the active layer now maps vcluster to host, or holds it as
  * zeros (ZERO if a lower layer could show data, else ABSENT).  Marks the
- * table block dirty.  Returns the host cluster the active layer held
- * before, or 0.  Any context (takes an irq-safe spinlock).
+ * table block dirty.  dm_chain_set_zero() returns the host cluster the
+ * active layer held before, or 0; the caller owns it until it releases
+ * it.  Any context (takes an irq-safe spinlock).
  */
 void dm_chain_set_mapped(struct dm_chain_metadata *cmd, u64 vcluster,
 			 u64 host);

@@ -54,6 +54,12 @@ struct chain_cell {
 	u64 host;
 };
 
+/* A host cluster freed by a discard, reusable after the next commit. */
+struct chain_freed {
+	struct list_head list;
+	u64 host;
+};
+
 /* Per-bio data. */
 struct chain_bio {
 	struct chain_cell *publish;	/* publish this cell on completion */
@@ -80,7 +86,7 @@ struct chain_c {
 	spinlock_t lock;
 	struct bio_list deferred;	/* for the worker */
 	struct bio_list commit_waiters;	/* FLUSH and FUA: need a commit */
-	struct bio_list freed;		/* discards to pass down after commit */
+	struct list_head freed;		/* struct chain_freed, for the commit */
 	struct bio_list no_space;	/* queued while the layer is full */
 	struct hlist_head cells[1 << CELL_HASH_BITS];
 	bool out_of_space;
@@ -277,6 +283,21 @@ static void take_no_space(struct chain_c *cc, struct bio_list *bios)
 	spin_unlock_irq(&cc->lock);
 }
 
+/* Space came back: queued writes go to the worker again. */
+static void retry_no_space(struct chain_c *cc)
+{
+	struct bio_list bios = BIO_EMPTY_LIST;
+
+	take_no_space(cc, &bios);
+	if (bio_list_empty(&bios))
+		return;
+	cancel_delayed_work(&cc->no_space_work);
+	spin_lock_irq(&cc->lock);
+	bio_list_merge(&cc->deferred, &bios);
+	spin_unlock_irq(&cc->lock);
+	wake_worker(cc);
+}
+
 static void do_no_space_timeout(struct work_struct *ws)
 {
 	struct chain_c *cc = container_of(to_delayed_work(ws), struct chain_c,
@@ -378,6 +399,18 @@ static bool remap_if_owned(struct chain_c *cc, struct bio *bio)
 	return true;
 }
 
+static bool freed_pending(struct chain_c *cc)
+{
+	bool pending;
+
+	spin_lock_irq(&cc->lock);
+	pending = !list_empty(&cc->freed);
+	spin_unlock_irq(&cc->lock);
+	return pending;
+}
+
+static void commit_and_complete(struct chain_c *cc);
+
 static void process_write(struct chain_c *cc, struct bio *bio)
 {
 	struct chain_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
@@ -395,6 +428,11 @@ static void process_write(struct chain_c *cc, struct bio *bio)
 		return;
 	}
 	r = dm_chain_alloc_cluster(cc->cmd, &cell->host);
+	if (r == -ENOSPC && freed_pending(cc)) {
+		/* Clusters freed since the last commit become usable by one. */
+		commit_and_complete(cc);
+		r = dm_chain_alloc_cluster(cc->cmd, &cell->host);
+	}
 	if (r == -ENOSPC) {
 		no_space(cell);
 		return;
@@ -413,12 +451,52 @@ static void process_write(struct chain_c *cc, struct bio *bio)
 	copy_up(cc, cell);
 }
 
+/*
+ * Keep a freed host cluster until the next commit.  Without memory it is
+ * leaked until the next activation, which finds it free again.
+ */
+static void remember_freed(struct chain_c *cc, u64 host)
+{
+	struct chain_freed *f = kmalloc(sizeof(*f), GFP_NOIO);
+
+	if (!f)
+		return;
+	f->host = host;
+	spin_lock_irq(&cc->lock);
+	list_add_tail(&f->list, &cc->freed);
+	spin_unlock_irq(&cc->lock);
+}
+
+/*
+ * The commit no longer points at these host clusters: discard them on the
+ * device and only then let the allocator have them, so a discard can never
+ * land on new data.  May block.
+ */
+static void release_freed(struct chain_c *cc, struct list_head *freed,
+			  bool committed)
+{
+	struct block_device *bdev = active_dev(cc)->bdev;
+	struct chain_freed *f, *tmp;
+
+	if (committed && !list_empty(freed))
+		retry_no_space(cc);
+	list_for_each_entry_safe(f, tmp, freed, list) {
+		if (committed) {
+			if (can_pass_discard(cc))
+				blkdev_issue_discard(bdev, f->host << cc->cluster_shift,
+						     cc->cluster_sectors, GFP_NOIO);
+			dm_chain_release_cluster(cc->cmd, f->host);
+		}
+		list_del(&f->list);
+		kfree(f);
+	}
+}
+
 /* A discard or write-zeroes bio covering a whole cluster. */
 static void zero_cluster(struct chain_c *cc, struct bio *bio)
 {
 	u64 vc = bio_cluster(cc, bio), e, old;
 	struct chain_cell *cell;
-	struct bio *discard;
 
 	cell = lock_cluster(cc, bio);
 	if (!cell)
@@ -439,17 +517,8 @@ static void zero_cluster(struct chain_c *cc, struct bio *bio)
 	old = dm_chain_set_zero(cc->cmd, vc);
 	cell->bio = NULL;
 	release_cell(cell, false, false);
-	if (old && can_pass_discard(cc)) {
-		/* Freed only once the commit no longer points at it. */
-		discard = bio_alloc(active_dev(cc)->bdev, 0, REQ_OP_DISCARD,
-				    GFP_NOIO);
-		discard->bi_iter.bi_sector = old << cc->cluster_shift;
-		discard->bi_iter.bi_size = cc->cluster_sectors << SECTOR_SHIFT;
-		discard->bi_end_io = bio_put;
-		spin_lock_irq(&cc->lock);
-		bio_list_add(&cc->freed, discard);
-		spin_unlock_irq(&cc->lock);
-	}
+	if (old)
+		remember_freed(cc, old);
 	bio_endio(bio);
 }
 
@@ -530,36 +599,29 @@ static void process_deferred_bios(struct chain_c *cc)
 }
 
 /*
- * Commit, then complete the FLUSH and FUA bios that waited for it and pass
- * down the discards of host clusters the commit stopped pointing at.  The
- * lists are taken before the commit, so everything they depend on was
- * recorded before the commit began.
+ * Commit, then complete the FLUSH and FUA bios that waited for it and
+ * release the host clusters the commit stopped pointing at.  The lists are
+ * taken before the commit, so everything they depend on was recorded
+ * before the commit began.  May block.
  */
 static void commit_and_complete(struct chain_c *cc)
 {
-	struct bio_list waiters, freed;
-	struct bio *bio;
+	struct bio_list waiters;
+	LIST_HEAD(freed);
 	int r;
 
 	spin_lock_irq(&cc->lock);
 	waiters = cc->commit_waiters;
-	freed = cc->freed;
 	bio_list_init(&cc->commit_waiters);
-	bio_list_init(&cc->freed);
+	list_splice_init(&cc->freed, &freed);
 	cc->commit_due = false;
 	spin_unlock_irq(&cc->lock);
 
 	r = dm_chain_commit(cc->cmd);
-	if (r) {
+	if (r)
 		dm_table_event(cc->ti->table);
-		complete_list(&waiters, BLK_STS_IOERR);
-		while ((bio = bio_list_pop(&freed)))
-			bio_put(bio);
-		return;
-	}
-	complete_list(&waiters, BLK_STS_OK);
-	while ((bio = bio_list_pop(&freed)))
-		submit_bio_noacct(bio);
+	complete_list(&waiters, r ? BLK_STS_IOERR : BLK_STS_OK);
+	release_freed(cc, &freed, !r);
 }
 
 static void do_worker(struct work_struct *ws)
@@ -810,8 +872,10 @@ static void chain_free(struct chain_c *cc)
 	if (cc->wq)
 		destroy_workqueue(cc->wq);
 	mempool_exit(&cc->cell_pool);
-	if (cc->cmd)
+	if (cc->cmd) {
+		release_freed(cc, &cc->freed, false);
 		dm_chain_metadata_close(cc->cmd);
+	}
 	for (l = 0; l < cc->nr_layers; l++)
 		if (cc->devs[l])
 			dm_put_device(cc->ti, cc->devs[l]);
@@ -845,7 +909,7 @@ static int chain_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	spin_lock_init(&cc->lock);
 	bio_list_init(&cc->deferred);
 	bio_list_init(&cc->commit_waiters);
-	bio_list_init(&cc->freed);
+	INIT_LIST_HEAD(&cc->freed);
 	bio_list_init(&cc->no_space);
 	INIT_WORK(&cc->worker, do_worker);
 	INIT_DELAYED_WORK(&cc->commit_work, do_commit_tick);
@@ -1021,6 +1085,7 @@ static void chain_resume(struct dm_target *ti)
 
 	if (!cc->cmd)
 		return;
+	retry_no_space(cc);
 	queue_delayed_work(cc->wq, &cc->commit_work, COMMIT_PERIOD);
 }
 
