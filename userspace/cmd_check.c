@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * chainadm check: offline consistency check of one layer, in the manner
+ * of thin_check.
+ *
+ * Errors (exit 3) are states the format forbids.  Two states are legal
+ * after a crash and only reported: one header slot torn (the other one is
+ * current), and clusters mapped at or beyond data_end (their data and
+ * table entries were flushed, the header that moves data_end was not).
+ * Clusters below the allocation end that no entry maps are free (a discard
+ * freed them; the kernel reuses them): counted in a note.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+
+#include "layer.h"
+
+struct check {
+	struct layer l;
+	bool quiet;
+	bool slot_ok[DM_CHAIN_HEADER_SLOTS];
+	struct dm_chain_layer_info slot[DM_CHAIN_HEADER_SLOTS];
+	char why[DM_CHAIN_HEADER_SLOTS][256];
+};
+
+/* Progress and findings that are not errors go to stdout. */
+static __attribute__((format(printf, 2, 3)))
+void note(const struct check *ck, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ck->quiet)
+		return;
+	printf("%s: ", ck->l.path);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+}
+
+/* Unpack each slot on its own, to say precisely what is wrong with it. */
+static int check_slots(struct check *ck, const __u8 *blocks)
+{
+	int s;
+
+	for (s = 0; s < DM_CHAIN_HEADER_SLOTS; s++)
+		ck->slot_ok[s] = !dm_chain_header_unpack(
+			blocks + s * DM_CHAIN_BLOCK_SIZE, ck->l.size,
+			&ck->slot[s], ck->why[s], sizeof(ck->why[s]));
+	if (!ck->slot_ok[0] && !ck->slot_ok[1]) {
+		for (s = 0; s < DM_CHAIN_HEADER_SLOTS; s++)
+			errmsg(ck->l.path, "header slot %d: %s", s, ck->why[s]);
+		errmsg(ck->l.path, "no valid header");
+		return -1;
+	}
+	if (ck->slot_ok[0] && ck->slot_ok[1] &&
+	    memcmp(ck->slot[0].uuid, ck->slot[1].uuid, DM_CHAIN_UUID_SIZE)) {
+		errmsg(ck->l.path, "the two header slots carry different layer UUIDs");
+		return -1;
+	}
+	for (s = 0; s < DM_CHAIN_HEADER_SLOTS; s++) {
+		if (ck->slot_ok[s])
+			note(ck, "header slot %d: generation %llu", s,
+			     (unsigned long long)ck->slot[s].generation);
+		else
+			warnmsg(ck->l.path, "header slot %d is invalid (%s): a torn header write, slot %d is used",
+				s, ck->why[s], !s);
+	}
+	return 0;
+}
+
+static int check_header(struct check *ck)
+{
+	__u8 blocks[DM_CHAIN_TABLE_OFFSET];
+	char err[256];
+
+	if (layer_read_slots(&ck->l, blocks))
+		return -EIO;
+	/* Below 8 KiB there are no slots to look at one by one. */
+	if (ck->l.size >= DM_CHAIN_TABLE_OFFSET && check_slots(ck, blocks))
+		return -EINVAL;
+	if (dm_chain_header_read(blocks, ck->l.size, &ck->l.info, err,
+				 sizeof(err))) {
+		errmsg(ck->l.path, "%s", err);
+		return -EINVAL;
+	}
+	note(ck, "using header slot %d", ck->l.info.slot);
+	if (ck->l.info.flags & DM_CHAIN_FLAG_NEEDS_CHECK)
+		warnmsg(ck->l.path, "the needs-check flag is set: the kernel saw a metadata error on this layer");
+	if (ck->l.info.flags & DM_CHAIN_FLAG_INVALIDATED)
+		note(ck, "invalidated: its content was committed into the layer below");
+	return 0;
+}
+
+static void report_allocation(const struct check *ck,
+			      const struct entry_counts *c, __u64 max_cluster)
+{
+	const struct dm_chain_layer_info *info = &ck->l.info;
+	uint64_t start = info->data_offset >> info->cluster_shift;
+	uint64_t allocated = info->data_end - start;
+	uint64_t referenced = c->mapped - c->beyond_end;
+
+	note(ck, "%llu clusters: %llu mapped, %llu zero, %llu absent; %llu data clusters allocated",
+	     (unsigned long long)info->nr_clusters, (unsigned long long)c->mapped,
+	     (unsigned long long)c->zero, (unsigned long long)c->absent,
+	     (unsigned long long)allocated);
+	if (c->beyond_end)
+		note(ck, "%llu mapped clusters lie at or beyond the allocation end (host cluster %llu, highest %llu): a commit interrupted before its header write",
+		     (unsigned long long)c->beyond_end,
+		     (unsigned long long)info->data_end,
+		     (unsigned long long)(max_cluster - 1));
+	if (referenced < allocated)
+		note(ck, "%llu data clusters below the allocation end are free (freed by discards, reused by the next writes)",
+		     (unsigned long long)(allocated - referenced));
+}
+
+static int check_table(struct check *ck)
+{
+	const struct dm_chain_layer_info *info = &ck->l.info;
+	size_t words = info->dev_clusters / BITS_PER_LONG + 1;
+	unsigned long *used = calloc(words, sizeof(*used));
+	struct entry_counts counts;
+	__u64 max_cluster = 0;
+	int r;
+
+	if (!used) {
+		errmsg(ck->l.path, "cannot check the table: out of memory");
+		return -ENOMEM;
+	}
+	r = layer_count_entries(&ck->l, used, &max_cluster, &counts);
+	if (!r)
+		report_allocation(ck, &counts, max_cluster);
+	free(used);
+	return r;
+}
+
+int cmd_check(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "quiet",	no_argument, NULL, 'q' },
+		{ "help",	no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct check ck = { .quiet = false };
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'q':
+			ck.quiet = true;
+			break;
+		case 'h':
+			return print_help();
+		default:
+			return try_help();
+		}
+	}
+	if (optind != argc - 1)
+		return usage_error("expects one layer path");
+	if (layer_open(&ck.l, argv[optind], O_RDONLY))
+		return EXIT_FAIL;
+	r = check_header(&ck);
+	if (!r)
+		r = check_table(&ck);
+	if (!r)
+		note(&ck, "no inconsistencies found");
+	layer_close(&ck.l);
+	if (r == -EINVAL)
+		return EXIT_INCONSISTENT;
+	return r ? EXIT_FAIL : EXIT_OK;
+}

@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * chainadm: administer dm-chain layers and devices.
+ *
+ *   chainadm <verb> [options] <args>
+ *
+ * One table entry per verb; each handler parses its own options with
+ * getopt_long and returns an exit code (chainadm.h, chainadm(8)).
+ */
+#include <getopt.h>
+#include <string.h>
+
+#include "chainadm.h"
+
+#define CHAINADM_VERSION "0.1"
+
+#define FEATURE_OPTIONS \
+	"     --ignore-discard       ignore discards\n" \
+	"     --no-discard-passdown  do not pass discards to the layers\n" \
+	"     --error-if-no-space    fail writes at once when a layer is full\n" \
+	"     --no-space-timeout <seconds>\n" \
+	"                            queue writes that long when a layer is full\n"
+
+static const struct verb verbs[] = {
+	{ "format", "[options] <file|device>",
+	  "Write a new, empty dm-chain layer; a file is created sparse.",
+	  " -s, --size <size>          virtual size (suffixes K, M, G, T)\n"
+	  " -c, --cluster-size <size>  cluster size, 4K to 2M (default 64K)\n"
+	  " -l, --layer-size <size>    size of the file (default: room for every cluster)\n"
+	  " -b, --backing <layer>      layer below the new one\n"
+	  " -F, --backing-type <type>  raw or chain (default: chain if it has the magic)\n"
+	  " -q, --quiet                print nothing on success\n",
+	  cmd_format },
+	{ "info", "[options] <layer>",
+	  "Show the header of a layer and, optionally, of every layer below it.",
+	  "     --backing-chain        follow the backing hints down to the base\n"
+	  "     --json                 print JSON\n",
+	  cmd_info },
+	{ "check", "[options] <layer>",
+	  "Check the consistency of a layer offline.",
+	  " -q, --quiet                report errors and warnings only\n",
+	  cmd_check },
+	{ "create", "[options] <name> <top-layer>\n"
+		    " chainadm create [options] --layers <name> <bottom-layer> [<layer>...] <top-layer>",
+	  "Assemble a chain and create the device /dev/mapper/<name>.",
+	  "     --layers               the layers are listed bottom first (no hints)\n"
+	  "     --raw-base             with --layers: the bottom layer is a raw device\n"
+	  FEATURE_OPTIONS,
+	  cmd_create },
+	{ "remove", "<name>",
+	  "Remove a chain device and detach the loop devices of its layers.",
+	  NULL, cmd_remove },
+	{ "list", "[options]",
+	  "List the chain devices.",
+	  "     --json                 print JSON\n",
+	  cmd_list },
+	{ "status", "[options] <name>",
+	  "Show the layers and the state of a chain device.",
+	  "     --json                 print JSON\n",
+	  cmd_status },
+	{ "snapshot", "[options] <name> <new-overlay>",
+	  "Take a live external snapshot: a new active layer over the current one.",
+	  " -l, --layer-size <size>    size of the new file (default: room for every cluster)\n",
+	  cmd_snapshot },
+	{ "map", "[options] <name|layer>",
+	  "Draw which layer holds each cluster and what the guest sees.",
+	  " -w, --width <columns>      line width (default: the terminal's)\n",
+	  cmd_map },
+};
+
+const struct verb *current_verb;
+
+static int main_help(FILE *f)
+{
+	unsigned int i;
+
+	fprintf(f, "\nUsage:\n chainadm <verb> [options] <args>\n\n"
+		"Administer dm-chain layers and devices.\n\nVerbs:\n");
+	for (i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		fprintf(f, " %-10s %s\n", verbs[i].name, verbs[i].summary);
+	fprintf(f, "\nOptions:\n -h, --help     display this help\n"
+		" -V, --version  display version\n\n"
+		"Run 'chainadm <verb> --help' for the options of a verb.\n"
+		"See chainadm(8).\n");
+	return f == stdout ? EXIT_OK : EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+	static char argv0[64];
+	unsigned int i;
+
+	if (argc < 2)
+		return main_help(stderr);
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))
+		return main_help(stdout);
+	if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
+		printf("chainadm %s\n", CHAINADM_VERSION);
+		return EXIT_OK;
+	}
+	for (i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+		if (strcmp(argv[1], verbs[i].name))
+			continue;
+		current_verb = &verbs[i];
+		/* getopt prefixes its messages with argv[0]. */
+		snprintf(argv0, sizeof(argv0), "chainadm %s", verbs[i].name);
+		argv[1] = argv0;
+		return verbs[i].handler(argc - 1, argv + 1);
+	}
+	fprintf(stderr, "chainadm: unknown verb '%s'\n", argv[1]);
+	return main_help(stderr);
+}
