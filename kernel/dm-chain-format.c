@@ -12,9 +12,10 @@
  */
 #include "dm-chain-format.h"
 
-#define fail(fmt, ...) ({ \
+/* Say why in err and return r. */
+#define fail(r, fmt, ...) ({ \
 	snprintf(err, err_len, fmt, ##__VA_ARGS__); \
-	-EINVAL; \
+	r; \
 })
 
 static bool uuid_is_zero(const __u8 *u)
@@ -35,29 +36,32 @@ static int check_geometry(const struct dm_chain_layer_info *info,
 	if (!is_power_of_2(info->cluster_size) ||
 	    info->cluster_size < DM_CHAIN_MIN_CLUSTER_SIZE ||
 	    info->cluster_size > DM_CHAIN_MAX_CLUSTER_SIZE)
-		return fail("cluster size %u is not a power of two between 4 KiB and 2 MiB",
+		return fail(-EINVAL,
+			    "cluster size %u is not a power of two between 4 KiB and 2 MiB",
 			    info->cluster_size);
 	if (!info->virtual_size || info->virtual_size % DM_CHAIN_BLOCK_SIZE)
-		return fail("virtual size %llu is not a non-zero multiple of 4096",
+		return fail(-EINVAL, "virtual size %llu is not a non-zero multiple of 4096",
 			    (unsigned long long)info->virtual_size);
 	if (info->table_offset != DM_CHAIN_TABLE_OFFSET)
-		return fail("table offset %llu is not %u",
+		return fail(-EINVAL, "table offset %llu is not %u",
 			    (unsigned long long)info->table_offset,
 			    DM_CHAIN_TABLE_OFFSET);
 	if (check_mul_overflow(info->nr_clusters, (__u64)8, &need) ||
 	    info->table_size < need || info->table_size % DM_CHAIN_BLOCK_SIZE)
-		return fail("table size %llu cannot hold %llu entries",
+		return fail(-EINVAL, "table size %llu cannot hold %llu entries",
 			    (unsigned long long)info->table_size,
 			    (unsigned long long)info->nr_clusters);
 	if (check_add_overflow(info->table_offset, info->table_size, &table_end))
-		return fail("table size %llu overflows",
+		return fail(-EINVAL, "table size %llu overflows",
 			    (unsigned long long)info->table_size);
 	if (info->data_offset < table_end ||
 	    info->data_offset % info->cluster_size)
-		return fail("data offset %llu overlaps the table or is not cluster aligned",
+		return fail(-EINVAL,
+			    "data offset %llu overlaps the table or is not cluster aligned",
 			    (unsigned long long)info->data_offset);
 	if (info->data_offset > dev_size)
-		return fail("device is truncated: %llu bytes, but the data area starts at byte %llu",
+		return fail(-EINVAL,
+			    "device is truncated: %llu bytes, but the data area starts at byte %llu",
 			    (unsigned long long)dev_size,
 			    (unsigned long long)info->data_offset);
 	return 0;
@@ -73,22 +77,23 @@ int dm_chain_header_unpack(const void *block, __u64 dev_size,
 	int r;
 
 	if (le64_to_cpu(h->magic) != DM_CHAIN_MAGIC)
-		return fail("bad magic: not a dm-chain layer");
+		return fail(-EINVAL, "bad magic: not a dm-chain layer");
 	if (le32_to_cpu(h->csum) != dm_chain_header_csum(block))
-		return fail("header checksum mismatch (stored %08x, computed %08x)",
+		return fail(-EINVAL, "header checksum mismatch (stored %08x, computed %08x)",
 			    le32_to_cpu(h->csum), dm_chain_header_csum(block));
 	if (le32_to_cpu(h->version) != DM_CHAIN_VERSION)
-		return fail("unsupported format version %u (this build reads %u)",
+		return fail(-EINVAL, "unsupported format version %u (this build reads %u)",
 			    le32_to_cpu(h->version), DM_CHAIN_VERSION);
 	incompat = le64_to_cpu(h->incompat_features);
 	if (incompat & ~DM_CHAIN_INCOMPAT_KNOWN)
-		return fail("unknown incompatible feature bits 0x%llx: use a newer dm-chain",
+		return fail(-EINVAL,
+			    "unknown incompatible feature bits 0x%llx: use a newer dm-chain",
 			    (unsigned long long)(incompat & ~DM_CHAIN_INCOMPAT_KNOWN));
 	if (le32_to_cpu(h->flags) & ~DM_CHAIN_FLAGS_KNOWN)
-		return fail("unknown state flags 0x%x",
+		return fail(-EINVAL, "unknown state flags 0x%x",
 			    le32_to_cpu(h->flags) & ~DM_CHAIN_FLAGS_KNOWN);
 	if (uuid_is_zero(h->uuid))
-		return fail("layer UUID is zero");
+		return fail(-EINVAL, "layer UUID is zero");
 
 	memset(info, 0, sizeof(*info));
 	memcpy(info->uuid, h->uuid, DM_CHAIN_UUID_SIZE);
@@ -118,7 +123,8 @@ int dm_chain_header_unpack(const void *block, __u64 dev_size,
 	info->dev_clusters = dev_size >> info->cluster_shift;
 	if (info->data_end < info->data_offset >> info->cluster_shift ||
 	    info->data_end > info->dev_clusters)
-		return fail("allocation end %llu lies outside the data area (clusters %llu..%llu): device truncated?",
+		return fail(-EINVAL,
+			    "allocation end %llu lies outside the data area (clusters %llu..%llu): device truncated?",
 			    (unsigned long long)info->data_end,
 			    (unsigned long long)(info->data_offset >> info->cluster_shift),
 			    (unsigned long long)info->dev_clusters);
@@ -126,26 +132,26 @@ int dm_chain_header_unpack(const void *block, __u64 dev_size,
 	switch (info->backing_type) {
 	case DM_CHAIN_BACKING_CHAIN:
 		if (uuid_is_zero(info->backing_uuid))
-			return fail("backing type is chain but the backing UUID is zero");
+			return fail(-EINVAL, "backing type is chain but the backing UUID is zero");
 		if (!memcmp(info->uuid, info->backing_uuid, DM_CHAIN_UUID_SIZE))
-			return fail("layer names itself as its backing layer");
+			return fail(-EINVAL, "layer names itself as its backing layer");
 		break;
 	case DM_CHAIN_BACKING_NONE:
 	case DM_CHAIN_BACKING_RAW:
 		if (!uuid_is_zero(info->backing_uuid))
-			return fail("backing UUID set but backing type is %s",
+			return fail(-EINVAL, "backing UUID set but backing type is %s",
 				    info->backing_type ? "raw" : "none");
 		break;
 	default:
-		return fail("unknown backing type %u", info->backing_type);
+		return fail(-EINVAL, "unknown backing type %u", info->backing_type);
 	}
 	if (info->hint_len > DM_CHAIN_HINT_SIZE)
-		return fail("backing hint length %u exceeds %u",
+		return fail(-EINVAL, "backing hint length %u exceeds %u",
 			    info->hint_len, DM_CHAIN_HINT_SIZE);
 	memcpy(info->backing_hint, h->backing_hint, info->hint_len);
 	info->backing_hint[info->hint_len] = '\0';
 	if (strlen(info->backing_hint) != info->hint_len)
-		return fail("backing hint contains a NUL byte");
+		return fail(-EINVAL, "backing hint contains a NUL byte");
 	memcpy(info->job, h->job, DM_CHAIN_JOB_SIZE);
 	return 0;
 }
@@ -159,7 +165,8 @@ int dm_chain_header_read(const void *blocks, __u64 dev_size,
 	int r0, r1;
 
 	if (dev_size < DM_CHAIN_TABLE_OFFSET)
-		return fail("device is truncated: %llu bytes, smaller than the two header slots",
+		return fail(-EINVAL,
+			    "device is truncated: %llu bytes, smaller than the two header slots",
 			    (unsigned long long)dev_size);
 
 	r0 = dm_chain_header_unpack(blocks, dev_size, info, err, err_len);
@@ -214,7 +221,7 @@ int dm_chain_geometry(__u64 virtual_size, __u32 cluster_size, __u64 dev_size,
 	info->virtual_size = virtual_size;
 	info->table_offset = DM_CHAIN_TABLE_OFFSET;
 	if (!is_power_of_2(cluster_size))
-		return fail("cluster size %u is not a power of two", cluster_size);
+		return fail(-EINVAL, "cluster size %u is not a power of two", cluster_size);
 	info->cluster_shift = ilog2(cluster_size);
 	info->nr_clusters = (virtual_size >> info->cluster_shift) +
 			    !!(virtual_size & (cluster_size - 1));
@@ -244,26 +251,30 @@ int dm_chain_check_entries(const struct dm_chain_layer_info *info,
 		if (!e)
 			continue;
 		if (vc >= info->nr_clusters)
-			return fail("table padding entry %llu is not zero",
+			return fail(-EINVAL, "table padding entry %llu is not zero",
 				    (unsigned long long)vc);
 		if (e & DM_CHAIN_ENTRY_RESERVED_MASK)
-			return fail("entry for cluster %llu has reserved bits set (0x%016llx)",
+			return fail(-EINVAL,
+				    "entry for cluster %llu has reserved bits set (0x%016llx)",
 				    (unsigned long long)vc, (unsigned long long)e);
 		if (type == DM_CHAIN_ENTRY_ZERO && !hc)
 			continue;
 		if (type != DM_CHAIN_ENTRY_MAPPED)
-			return fail("entry for cluster %llu is malformed (0x%016llx)",
+			return fail(-EINVAL, "entry for cluster %llu is malformed (0x%016llx)",
 				    (unsigned long long)vc, (unsigned long long)e);
 		if (hc < data_start)
-			return fail("entry for cluster %llu points into metadata (host cluster %llu, data starts at %llu)",
+			return fail(-EINVAL,
+				    "entry for cluster %llu points into metadata (host cluster %llu, data starts at %llu)",
 				    (unsigned long long)vc, (unsigned long long)hc,
 				    (unsigned long long)data_start);
 		if (hc >= info->dev_clusters)
-			return fail("entry for cluster %llu points beyond the end of the device (host cluster %llu of %llu)",
+			return fail(-EINVAL,
+				    "entry for cluster %llu points beyond the end of the device (host cluster %llu of %llu)",
 				    (unsigned long long)vc, (unsigned long long)hc,
 				    (unsigned long long)info->dev_clusters);
 		if (used && __test_and_set_bit(hc, used))
-			return fail("entry for cluster %llu maps host cluster %llu, which another entry already maps",
+			return fail(-EINVAL,
+				    "entry for cluster %llu maps host cluster %llu, which another entry already maps",
 				    (unsigned long long)vc, (unsigned long long)hc);
 		if (hc + 1 > *max_cluster)
 			*max_cluster = hc + 1;

@@ -96,8 +96,6 @@ __u32 dm_chain_crc32c(__u32 seed, const void *data, size_t len)
 	return crc32c(seed, data, len);
 }
 
-/*----------------------------------------------------------------*/
-
 static int chain_io(struct dm_chain_metadata *cmd, struct block_device *bdev,
 		    blk_opf_t opf, u64 offset, void *buf, size_t len)
 {
@@ -129,8 +127,6 @@ static int flush_device(struct dm_chain_metadata *cmd,
 
 	return dm_io(&req, 1, &where, NULL, IOPRIO_DEFAULT);
 }
-
-/*----------------------------------------------------------------*/
 
 static int read_layer_header(struct dm_chain_metadata *cmd, unsigned int l,
 			     char *err, size_t err_len)
@@ -168,7 +164,8 @@ static int check_link(struct dm_chain_metadata *cmd, unsigned int l,
 		   below->raw ? DM_CHAIN_BACKING_RAW : DM_CHAIN_BACKING_CHAIN;
 
 	if (info->flags & DM_CHAIN_FLAG_INVALIDATED) {
-		snprintf(err, err_len, "Layer %u was invalidated by a commit into a lower layer; drop it from the chain",
+		snprintf(err, err_len,
+			 "Layer %u was invalidated by a commit into a lower layer; drop it from the chain",
 			 l);
 		return -EINVAL;
 	}
@@ -178,18 +175,21 @@ static int check_link(struct dm_chain_metadata *cmd, unsigned int l,
 		return -EINVAL;
 	}
 	if (info->backing_type != want) {
-		snprintf(err, err_len, "Layer %u expects backing type %s below it, but the table gives %s",
+		snprintf(err, err_len,
+			 "Layer %u expects backing type %s below it, but the table gives %s",
 			 l, names[info->backing_type], names[want]);
 		return -EINVAL;
 	}
 	if (want == DM_CHAIN_BACKING_CHAIN &&
 	    memcmp(info->backing_uuid, below->info.uuid, DM_CHAIN_UUID_SIZE)) {
-		snprintf(err, err_len, "Layer %u backing UUID %pUb does not match layer %u UUID %pUb",
+		snprintf(err, err_len,
+			 "Layer %u backing UUID %pUb does not match layer %u UUID %pUb",
 			 l, info->backing_uuid, l - 1, below->info.uuid);
 		return -EINVAL;
 	}
 	if (info->virtual_size != cmd->virtual_size) {
-		snprintf(err, err_len, "Layer %u virtual size %llu does not match the target length %llu",
+		snprintf(err, err_len,
+			 "Layer %u virtual size %llu does not match the target length %llu",
 			 l, info->virtual_size, cmd->virtual_size);
 		return -EINVAL;
 	}
@@ -215,14 +215,16 @@ static int check_layers(struct dm_chain_metadata *cmd, char *err,
 		for (m = first; m < l; m++) {
 			if (!memcmp(cmd->layers[m].info.uuid,
 				    cmd->layers[l].info.uuid, DM_CHAIN_UUID_SIZE)) {
-				snprintf(err, err_len, "Layer %u has the same UUID as layer %u: a layer cannot appear twice",
+				snprintf(err, err_len,
+					 "Layer %u has the same UUID as layer %u: a layer cannot appear twice",
 					 l, m);
 				return -EINVAL;
 			}
 		}
 		if (l > first && cmd->layers[l].info.cluster_size !=
 				 cmd->layers[first].info.cluster_size) {
-			snprintf(err, err_len, "Layer %u cluster size %u does not match layer %u cluster size %u",
+			snprintf(err, err_len,
+				 "Layer %u cluster size %u does not match layer %u cluster size %u",
 				 l, cmd->layers[l].info.cluster_size, first,
 				 cmd->layers[first].info.cluster_size);
 			return -EINVAL;
@@ -233,8 +235,6 @@ static int check_layers(struct dm_chain_metadata *cmd, char *err,
 	}
 	return 0;
 }
-
-/*----------------------------------------------------------------*/
 
 static void fold_entries(struct dm_chain_metadata *cmd, unsigned int l,
 			 const __le64 *entries, u64 first, u64 count)
@@ -503,8 +503,6 @@ int dm_chain_metadata_refresh(struct dm_chain_metadata *cmd)
 	return r;
 }
 
-/*----------------------------------------------------------------*/
-
 u64 dm_chain_lookup(struct dm_chain_metadata *cmd, u64 vcluster)
 {
 	/* Pairs with WRITE_ONCE() in set_entry(). */
@@ -608,8 +606,6 @@ bool dm_chain_dirty(struct dm_chain_metadata *cmd)
 	return READ_ONCE(cmd->change_seq) != READ_ONCE(cmd->committed_seq);
 }
 
-/*----------------------------------------------------------------*/
-
 /* The active layer's on-disk entry, derived from the index. */
 static __le64 active_entry(struct dm_chain_metadata *cmd, u64 e)
 {
@@ -650,11 +646,12 @@ static int __write_dirty_blocks(struct dm_chain_metadata *cmd)
 		block = find_next_bit(cmd->dirty, cmd->nr_table_blocks, block);
 		if (block >= cmd->nr_table_blocks)
 			return 0;
-		for (n = 0; n < TABLE_IO_BLOCKS &&
-			    block + n < cmd->nr_table_blocks &&
-			    test_bit(block + n, cmd->dirty); n++)
-			fill_block(cmd, block + n, cmd->buf +
-				   n * DM_CHAIN_BLOCK_SIZE);
+		n = 0;
+		while (n < TABLE_IO_BLOCKS && block + n < cmd->nr_table_blocks &&
+		       test_bit(block + n, cmd->dirty)) {
+			fill_block(cmd, block + n, cmd->buf + n * DM_CHAIN_BLOCK_SIZE);
+			n++;
+		}
 		r = chain_io(cmd, cmd->layers[cmd->top].bdev, REQ_OP_WRITE,
 			     info->table_offset + block * DM_CHAIN_BLOCK_SIZE,
 			     cmd->buf, n * DM_CHAIN_BLOCK_SIZE);

@@ -102,9 +102,7 @@ struct chain_c {
 	struct dm_dev *devs[];		/* bottom first; last is active */
 };
 
-/*----------------------------------------------------------------
- * Helpers
- *--------------------------------------------------------------*/
+/* ---- Helpers ---- */
 
 static struct dm_dev *active_dev(struct chain_c *cc)
 {
@@ -181,9 +179,7 @@ static void complete_list(struct bio_list *bios, blk_status_t status)
 	}
 }
 
-/*----------------------------------------------------------------
- * Cells: one per cluster being allocated.
- *--------------------------------------------------------------*/
+/* ---- Cells: one per cluster being allocated. ---- */
 
 static struct hlist_head *cell_bucket(struct chain_c *cc, u64 vc)
 {
@@ -240,38 +236,34 @@ static void fail_cell(struct chain_cell *cell, blk_status_t status)
 	complete_list(&bios, status);
 }
 
-/*----------------------------------------------------------------
- * Out of space
- *--------------------------------------------------------------*/
+/* ---- Out of space ---- */
 
 static void no_space(struct chain_cell *cell)
 {
 	struct chain_c *cc = cell->cc;
+	struct bio_list failed = BIO_EMPTY_LIST;
+	struct bio_list *to;
 	bool first;
 
-	if (cc->error_if_no_space) {
-		DMERR_LIMIT("%s: active layer is full: failing writes",
-			    dm_device_name(dm_table_get_md(cc->ti->table)));
-		fail_cell(cell, BLK_STS_NOSPC);
-		dm_table_event(cc->ti->table);
-		return;
-	}
 	spin_lock_irq(&cc->lock);
 	first = !cc->out_of_space;
 	cc->out_of_space = true;
 	hlist_del(&cell->node);
-	bio_list_add(&cc->no_space, cell->bio);
-	bio_list_merge(&cc->no_space, &cell->waiters);
+	to = cc->error_if_no_space ? &failed : &cc->no_space;
+	bio_list_add(to, cell->bio);
+	bio_list_merge(to, &cell->waiters);
 	spin_unlock_irq(&cc->lock);
 	mempool_free(cell, &cc->cell_pool);
-	if (first) {
-		DMWARN("%s: active layer is full: queueing writes until it grows",
-		       dm_device_name(dm_table_get_md(cc->ti->table)));
-		if (cc->no_space_timeout)
-			queue_delayed_work(cc->wq, &cc->no_space_work,
-					   cc->no_space_timeout * HZ);
-		dm_table_event(cc->ti->table);
-	}
+	complete_list(&failed, BLK_STS_NOSPC);
+	if (!first)
+		return;
+	DMWARN("%s: active layer is full: %s writes that need a new cluster",
+	       dm_device_name(dm_table_get_md(cc->ti->table)),
+	       cc->error_if_no_space ? "failing" : "queueing");
+	if (!cc->error_if_no_space && cc->no_space_timeout)
+		queue_delayed_work(cc->wq, &cc->no_space_work,
+				   cc->no_space_timeout * HZ);
+	dm_table_event(cc->ti->table);
 }
 
 static void take_no_space(struct chain_c *cc, struct bio_list *bios)
@@ -311,9 +303,7 @@ static void do_no_space_timeout(struct work_struct *ws)
 	complete_list(&bios, BLK_STS_NOSPC);
 }
 
-/*----------------------------------------------------------------
- * Worker: writes that allocate, discards, write-zeroes, commits.
- *--------------------------------------------------------------*/
+/* ---- Worker: writes that allocate, discards, write-zeroes, commits. ---- */
 
 static void copy_done(int read_err, unsigned long write_err, void *context)
 {
@@ -652,9 +642,7 @@ static void do_commit_tick(struct work_struct *ws)
 	queue_delayed_work(cc->wq, &cc->commit_work, COMMIT_PERIOD);
 }
 
-/*----------------------------------------------------------------
- * Target methods
- *--------------------------------------------------------------*/
+/* ---- Target methods ---- */
 
 /*
  * Construct a chain device:
@@ -701,6 +689,15 @@ static __printf(2, 3) int ctr_fail(struct dm_target *ti, const char *fmt, ...)
 	return -EINVAL;
 }
 
+static int parse_timeout(struct dm_target *ti, const char *arg,
+			 unsigned int *seconds)
+{
+	if (kstrtouint(arg, 10, seconds))
+		return ctr_fail(ti, "Invalid no_space_timeout '%s': want seconds",
+				arg);
+	return 0;
+}
+
 static int parse_features(struct dm_arg_set *as, struct chain_c *cc,
 			  struct dm_target *ti)
 {
@@ -726,13 +723,12 @@ static int parse_features(struct dm_arg_set *as, struct chain_c *cc,
 			cc->discard_passdown = false;
 		else if (!strcasecmp(arg, "error_if_no_space"))
 			cc->error_if_no_space = true;
-		else if (!strncasecmp(arg, "no_space_timeout:", 17)) {
-			if (kstrtouint(arg + 17, 10, &cc->no_space_timeout))
-				return ctr_fail(ti, "Invalid no_space_timeout '%s': want seconds",
-						arg + 17);
-		} else {
-			return ctr_fail(ti, "Unknown feature argument '%s'", arg);
-		}
+		else if (!strncasecmp(arg, "no_space_timeout:", 17))
+			r = parse_timeout(ti, arg + 17, &cc->no_space_timeout);
+		else
+			r = ctr_fail(ti, "Unknown feature argument '%s'", arg);
+		if (r)
+			return r;
 	}
 	return 0;
 }
@@ -797,7 +793,8 @@ static int open_metadata(struct chain_c *cc, struct dm_target *ti)
 	if (cc->nr_layers == 1 && cc->base_raw) {
 		/* A lone raw layer is written in place, like dm-linear. */
 		if (bdev_nr_sectors(cc->devs[0]->bdev) < ti->len)
-			return ctr_fail(ti, "Raw layer is truncated: %llu sectors, target length %llu",
+			return ctr_fail(ti,
+					"Raw layer is truncated: %llu sectors, target length %llu",
 					(u64)bdev_nr_sectors(cc->devs[0]->bdev),
 					(u64)ti->len);
 		return 0;

@@ -23,7 +23,7 @@ STAMP=$CHAIN_ROOT/tests/progs/chain-stamp
 [ -x "$STAMP" ] || skip_all "tests/progs not built"
 
 SNAPS=4
-tap_plan $((8 + SNAPS))
+tap_plan $((9 + SNAPS))
 chain_load_module || die "cannot load dm-chain"
 modprobe loop
 
@@ -46,21 +46,34 @@ tap_check "status shows two layers over a raw base" \
 	       dmsetup table live | grep -q ' chain 2 raw '"
 tap_check "list names the device" sh -c "'$CHAINADM' list | grep -qw live"
 
+# Sectors written to the device so far (field 7 of its stat file).
+written() {
+	local dm
+	dm=$(basename "$(readlink -f /dev/mapper/live)")
+	awk '{print $7}' "/sys/block/$dm/stat"
+}
+
+# Rate-limited so that the swaps land in the middle of the writes.
 fio --name=live --filename=/dev/mapper/live --ioengine=libaio --direct=1 \
-	--rw=randwrite --bsrange=4k-128k --iodepth=16 --size=48M \
+	--rw=randwrite --bsrange=4k-128k --iodepth=16 --size=48M --rate=4m \
 	--verify=crc32c --verify_fatal=1 --do_verify=1 --randrepeat=0 \
 	--output="$work/fio.out" &
 fio_pid=$!
 snap_ok=1
 for i in 1 2 3; do
-	sleep 2
+	before=$(written)
+	while [ "$(written)" = "$before" ] && kill -0 $fio_pid 2>/dev/null; do
+		sleep 0.5
+	done
+	sleep 1
 	$CHAINADM snapshot live "s$i.img" > "snap$i.out" 2>&1 ||
 		{ snap_ok=0; sed 's/^/# /' "snap$i.out"; }
 done
 wait $fio_pid
 fio_rc=$?
 grep -E "err=|READ:|WRITE:" "$work/fio.out" | sed 's/^/# /'
-tap_check "three snapshots taken while fio writes" test $snap_ok = 1
+tap_check "three snapshots taken while fio writes" \
+	test $snap_ok = 1 -a "$(grep -c ' [A-Z]' <("$CHAINADM" map --width 40 live))" -ge 4
 tap_check "fio verify: no I/O error, no lost write across the snapshots" \
 	test $fio_rc = 0
 tap_check "the table swaps left five layers" \

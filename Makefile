@@ -1,0 +1,109 @@
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# dm-chain: device-mapper target for live disk-image chains, and chainadm.
+#
+#   make                 build kernel/dm-chain.ko (W=1) and userspace/chainadm
+#   make check           the test suite: deps, build, host tests, guest tests
+#   make demo            boot a guest and walk through a scenario
+#   make shell           interactive shell in a guest
+#   make install         module into /lib/modules/<kver>/updates, chainadm
+#
+# Variables: KVER (kernel series or release, default 6.1: Debian 12's own
+# kernel; 6.12 selects Debian's 6.12 LTS), KDIR (kernel build tree,
+# overrides KVER), KERNELS (kernels `make check` boots; default $(KVER),
+# and "6.1 6.12" when CI=true), TESTS (names, e.g. TESTS=smoke), C=1
+# (sparse), KVM=1 (guest under KVM instead of TCG), DESTDIR, PREFIX.
+
+KVER ?= 6.1
+# Never uname -r: the host's running kernel is not the one we test on.
+KVER_FULL = $(shell tools/kver $(KVER))
+KDIR ?= /lib/modules/$(KVER_FULL)/build
+KREL = $(shell sed -n 's/.*UTS_RELEASE "\(.*\)"/\1/p' $(KDIR)/include/generated/utsrelease.h 2>/dev/null)
+
+ifeq ($(CI),true)
+KERNELS ?= 6.1 6.12
+else
+KERNELS ?= $(KVER)
+endif
+
+PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+INSTALL_MOD_DIR ?= updates
+
+.PHONY: all module modules-all userspace progs check demo shell deps \
+	install uninstall clean help
+
+all: module userspace progs
+
+help:
+	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
+
+module:
+	@test -e "$(KDIR)/Makefile" || { \
+		echo "No kernel build tree for KVER=$(KVER) (KDIR=$(KDIR)); run tools/deps $(KVER)" >&2; \
+		exit 1; }
+	$(MAKE) -C $(KDIR) M=$(CURDIR) modules W=1
+
+# The module for every kernel in KERNELS other than the in-tree build's,
+# each in build/<release>/ (a tree of links to the sources), where the
+# guest tests look for it.
+modules-all: module
+	@set -e; for k in $(KERNELS); do \
+		rel=$$(tools/kver $$k); \
+		[ "$$rel" != "$(KREL)" ] || continue; \
+		d=build/$$rel; \
+		mkdir -p $$d/kernel; \
+		find $$d -type l -delete; \
+		ln -s $(CURDIR)/Kbuild $$d/Kbuild; \
+		for f in kernel/*.c kernel/*.h kernel/Kbuild kernel/Makefile; do \
+			case $$f in *.mod.c) continue ;; esac; \
+			[ -e "$$f" ] && ln -s $(CURDIR)/$$f $$d/$$f; done; \
+		if [ -d include ]; then cp -as $(CURDIR)/include $$d/; fi; \
+		echo "  MODULE  $$d/kernel/dm-chain.ko"; \
+		$(MAKE) -C /lib/modules/$$rel/build M=$(CURDIR)/$$d modules W=1; \
+	done
+
+userspace:
+	$(MAKE) -C userspace
+
+progs:
+	$(MAKE) -C tests
+
+deps:
+	tools/deps $(KERNELS)
+
+# The one test command (see README.md).
+check:
+	tools/deps $(KERNELS)
+	$(MAKE) all
+	$(MAKE) modules-all
+	KERNELS="$(KERNELS)" TESTS="$(TESTS)" tests/run_tests.sh
+
+demo:
+	tools/deps $(KVER)
+	$(MAKE) all
+	KVER=$(KVER) tools/demo
+
+shell: all
+	tools/guest-run -k $(KVER) --shell
+
+# Unsigned, like any out-of-tree module (loading it taints the kernel).
+install: all
+	$(MAKE) -C $(KDIR) M=$(CURDIR) INSTALL_MOD_DIR=$(INSTALL_MOD_DIR) \
+		$(if $(DESTDIR),INSTALL_MOD_PATH=$(DESTDIR)) CONFIG_MODULE_SIG_ALL= modules_install
+	$(if $(DESTDIR),,depmod -a $(KREL))
+	install -D -m 755 userspace/chainadm $(DESTDIR)$(SBINDIR)/chainadm
+	if [ -f Documentation/chainadm.8 ]; then \
+		install -D -m 644 Documentation/chainadm.8 $(DESTDIR)$(MANDIR)/man8/chainadm.8; fi
+
+uninstall:
+	rm -f $(DESTDIR)/lib/modules/$(KREL)/$(INSTALL_MOD_DIR)/kernel/dm-chain.ko*
+	$(if $(DESTDIR),,depmod -a $(KREL))
+	rm -f $(DESTDIR)$(SBINDIR)/chainadm $(DESTDIR)$(MANDIR)/man8/chainadm.8
+
+clean:
+	if [ -e "$(KDIR)/Makefile" ]; then $(MAKE) -C $(KDIR) M=$(CURDIR) clean; fi
+	if [ -f userspace/Makefile ]; then $(MAKE) -C userspace clean; fi
+	$(MAKE) -C tests clean
+	rm -rf build

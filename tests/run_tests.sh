@@ -1,0 +1,205 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# tests/run_tests.sh - the dm-chain test runner (kselftest style, TAP 13).
+#
+#   tests/run_tests.sh [-k KVER]... [--host-only|--guest-only] [TEST...]
+#	On the host: run every executable tests/host/*.sh here, then boot one
+#	guest per kernel (tools/guest-run) and run every executable
+#	tests/guest/*.sh in it.  One TAP line per test file and one per guest
+#	boot (clean kernel log, exit status reported, in time); ends with
+#	"N passed, N failed[, N skipped]"; exits 1 if anything failed.
+#   tests/run_tests.sh --in-guest [TEST...]
+#	Inside a guest (tools/guest-run calls this): run the guest tests here.
+#
+# TEST is a name like "smoke", "guest/smoke" or "host/format"; default all
+# (or $TESTS).  Kernels default to $KERNELS, else $KVER, else 6.1.
+# A test exits 0 pass, 1 fail, 4 skip; anything else is a failure.  The
+# per-test time limit is in tests/settings; the kernel log is checked
+# after every guest test.
+set -uo pipefail
+
+tests_dir=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$tests_dir")
+export CHAIN_ROOT=$repo
+
+mode=host
+kernels=()
+selected=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+	-k|--kver)	kernels+=("$2"); shift 2 ;;
+	--host-only)	mode=host-only; shift ;;
+	--guest-only)	mode=guest-only; shift ;;
+	--in-guest)	mode=in-guest; shift ;;
+	-h|--help)	sed -n '3,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-*)		echo "run_tests.sh: unknown option $1" >&2; exit 2 ;;
+	*)		selected+=("$1"); shift ;;
+	esac
+done
+if [ ${#selected[@]} -eq 0 ] && [ -n "${TESTS:-}" ]; then
+	read -r -a selected <<< "$TESTS"
+fi
+if [ ${#kernels[@]} -eq 0 ]; then
+	read -r -a kernels <<< "${KERNELS:-${KVER:-6.1}}"
+fi
+
+per_test_timeout=$(sed -n 's/^timeout=//p' "$tests_dir/settings" 2>/dev/null)
+per_test_timeout=${TEST_TIMEOUT:-${per_test_timeout:-600}}
+
+# list KIND : the selected executable tests/KIND/*.sh, as KIND/name.
+list() {
+	local kind=$1 f name s
+	for f in "$tests_dir/$kind"/*.sh; do
+		[ -x "$f" ] || continue
+		name=$(basename "$f" .sh)
+		if [ ${#selected[@]} -gt 0 ]; then
+			for s in "${selected[@]}"; do
+				s=${s%.sh}; s=${s#tests/}
+				[ "$s" = "$name" ] || [ "$s" = "$kind/$name" ] && break
+				s=
+			done
+			[ -n "$s" ] || continue
+		fi
+		echo "$kind/$name"
+	done
+}
+
+n=0 passed=0 failed=0 skipped=0
+
+result() {	# result pass|fail|skip NAME [reason]
+	n=$((n + 1))
+	case "$1" in
+	pass)	passed=$((passed + 1)); echo "ok $n - $2" ;;
+	skip)	skipped=$((skipped + 1)); echo "ok $n - $2 # SKIP ${3:-}" ;;
+	*)	failed=$((failed + 1)); echo "not ok $n - $2${3:+ # $3}" ;;
+	esac
+}
+
+summary() {
+	local s="$passed passed, $failed failed"
+	[ $skipped -gt 0 ] && s="$s, $skipped skipped"
+	echo "$s"
+	[ $failed -eq 0 ]
+}
+
+# run_one KIND/NAME [in-guest] : run one test file, its output as comments.
+run_one() {
+	local t=$1 out rc reason
+	out=$(mktemp /tmp/dm-chain-test.XXXXXX)
+	[ "${2:-}" = guest ] && echo "dm-chain-test: begin $t" > /dev/kmsg
+	(cd "$repo" && TEST_NAME=$t timeout -k 10 "$per_test_timeout" \
+		"$tests_dir/$t.sh" < /dev/null 2>&1) | tee "$out" | sed -u 's/^/# /'
+	rc=${PIPESTATUS[0]}
+	reason=
+	# A test that passed but left a kernel warning behind still fails.
+	if [ "${2:-}" = guest ] && [ $rc -eq 0 ]; then
+		# shellcheck source=lib.sh
+		if ! (TEST_NAME=$t; . "$tests_dir/lib.sh"; trap - EXIT; kmsg_check "$t"); then
+			reason="kernel log has warnings"
+			rc=1
+		fi
+	fi
+	case $rc in
+	0)	result pass "$t" ;;
+	4)	result skip "$t" "$(sed -n 's/.*# SKIP *//p' "$out" | head -n 1)" ;;
+	124|137) result fail "$t" "timed out after $per_test_timeout s" ;;
+	*)	result fail "$t" "${reason:-exit status $rc}" ;;
+	esac
+	rm -f "$out"
+}
+
+# reset_guest T : tests share one guest; whatever test T left behind (a
+# killed test cannot clean up) is removed so the next one starts clean.
+reset_guest() {
+	local left
+	left=$(dmsetup ls 2>/dev/null | grep -v '^No devices found' | awk '{print $1}' | tr '\n' ' ')
+	if [ -n "$left" ]; then
+		echo "# warning: $1 left dm devices behind: $left"
+		dmsetup remove_all --force >/dev/null 2>&1
+	fi
+	for m in dm_chain brd dm_log_writes dm_flakey dm_delay dm_snapshot dm_thin_pool; do
+		grep -q "^$m " /proc/modules || continue
+		[ $m = dm_chain ] && echo "# warning: $1 left dm_chain loaded"
+		rmmod $m 2>/dev/null || echo "# warning: cannot unload $m after $1"
+	done
+	losetup -D 2>/dev/null
+}
+
+if [ $mode = in-guest ]; then
+	mapfile -t gtests < <(list guest)
+	echo "TAP version 13"
+	echo "1..${#gtests[@]}"
+	for t in "${gtests[@]}"; do
+		run_one "$t" guest
+		reset_guest "$t"
+	done
+	summary
+	exit $?
+fi
+
+# ---------------------------------------------------------------- host
+
+mapfile -t htests < <(list host)
+mapfile -t gtests < <(list guest)
+[ $mode = guest-only ] && htests=()
+if [ $mode = host-only ] || [ ${#gtests[@]} -eq 0 ]; then
+	kernels=()
+fi
+if [ ${#selected[@]} -gt 0 ] && [ $((${#htests[@]} + ${#gtests[@]})) -eq 0 ]; then
+	echo "run_tests.sh: no test matches: ${selected[*]}" >&2
+	exit 2
+fi
+
+echo "TAP version 13"
+echo "1..$(( ${#htests[@]} + ${#kernels[@]} * (${#gtests[@]} + 1) ))"
+
+for t in "${htests[@]}"; do
+	run_one "$t"
+done
+
+# One boot per kernel runs all selected guest tests; its TAP lines are
+# renumbered into ours and everything else is passed on as comments.
+for k in "${kernels[@]}"; do
+	rel=$("$repo/tools/kver" "$k" 2>/dev/null) || rel=$k
+	echo "# booting $rel for: ${gtests[*]}"
+	declare -A seen=()
+	grc=
+	guest_timeout=$(( ${#gtests[@]} * (per_test_timeout + 15) + 30 ))
+	while IFS= read -r line; do
+		line=${line%$'\r'}
+		if [[ "$line" =~ ^@@guest-run-exit\ ([0-9]+)$ ]]; then
+			grc=${BASH_REMATCH[1]}
+		elif [[ "$line" =~ ^(not )?ok\ [0-9]+\ -\ ([^ ]+)(\ \#\ (.*))?$ ]]; then
+			name=${BASH_REMATCH[2]}
+			extra=${BASH_REMATCH[4]}
+			seen[$name]=1
+			if [ -n "${BASH_REMATCH[1]}" ]; then
+				result fail "$name [$rel]" "$extra"
+			elif [[ "$extra" == SKIP* ]]; then
+				result skip "$name [$rel]" "${extra#SKIP }"
+			else
+				result pass "$name [$rel]"
+			fi
+		else
+			echo "# $line"
+		fi
+	done < <(cd "$repo" && "$repo/tools/guest-run" -k "$k" -t "$guest_timeout" \
+			-- tests/run_tests.sh --in-guest "${gtests[@]}" 2>&1
+		 echo "@@guest-run-exit $?")
+	for t in "${gtests[@]}"; do
+		[ -n "${seen[$t]:-}" ] || result fail "$t [$rel]" "no result: the guest died or timed out"
+	done
+	unset seen
+	# guest-run: 0/1 is the suite's own verdict (counted above); 3 kernel
+	# log warnings, 124 time limit, 125 no exit status, 2 setup error.
+	case "$grc" in
+	0|1)	result pass "guest boot [$rel]: exit status reported, kernel log clean" ;;
+	3)	result fail "guest boot [$rel]" "kernel log has warnings (excerpt above)" ;;
+	124)	result fail "guest boot [$rel]" "guest hit its time limit" ;;
+	125)	result fail "guest boot [$rel]" "guest reported no exit status" ;;
+	*)	result fail "guest boot [$rel]" "guest-run exit status ${grc:-unknown}" ;;
+	esac
+done
+
+summary
