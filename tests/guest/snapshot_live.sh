@@ -48,9 +48,9 @@ tap_check "list names the device" sh -c "'$CHAINADM' list | grep -qw live"
 
 # Sectors written to the device so far (field 7 of its stat file).
 written() {
-	local dm
-	dm=$(basename "$(readlink -f /dev/mapper/live)")
-	awk '{print $7}' "/sys/block/$dm/stat"
+	local minor
+	minor=$(dmsetup info -c --noheadings -o minor live | tr -d ' ')
+	awk '{print $7}' "/sys/block/dm-$minor/stat"
 }
 
 # Rate-limited so that the swaps land in the middle of the writes.
