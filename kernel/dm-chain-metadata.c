@@ -196,6 +196,27 @@ static int check_link(struct dm_chain_metadata *cmd, unsigned int l,
 	return 0;
 }
 
+/* A backing UUID naming a layer above: the chain loops back on itself. */
+static int check_cycle(struct dm_chain_metadata *cmd, unsigned int l,
+		       char *err, size_t err_len)
+{
+	const struct dm_chain_layer_info *info = &cmd->layers[l].info;
+	unsigned int m;
+
+	if (info->backing_type != DM_CHAIN_BACKING_CHAIN)
+		return 0;
+	for (m = l + 1; m < cmd->nr_layers; m++) {
+		if (!memcmp(info->backing_uuid, cmd->layers[m].info.uuid,
+			    DM_CHAIN_UUID_SIZE)) {
+			snprintf(err, err_len,
+				 "Layer %u names layer %u above it as its backing layer: a cycle",
+				 l, m);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 static int check_layers(struct dm_chain_metadata *cmd, char *err,
 			size_t err_len)
 {
@@ -229,7 +250,12 @@ static int check_layers(struct dm_chain_metadata *cmd, char *err,
 				 cmd->layers[first].info.cluster_size);
 			return -EINVAL;
 		}
-		r = check_link(cmd, l, err, err_len);
+	}
+	/* Links only once every header is read: a cycle names a later one. */
+	for (l = first; l < cmd->nr_layers; l++) {
+		r = check_cycle(cmd, l, err, err_len);
+		if (!r)
+			r = check_link(cmd, l, err, err_len);
 		if (r)
 			return r;
 	}

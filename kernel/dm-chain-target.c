@@ -748,7 +748,9 @@ static int parse_layers(struct dm_arg_set *as, struct chain_c *cc,
 		r = dm_get_device(ti, path, top ? dm_table_get_mode(ti->table) :
 				  CHAIN_OPEN_READ, &cc->devs[l]);
 		if (r) {
-			ctr_fail(ti, "Layer %u: cannot open device '%s' (%d)",
+			/* dm core refuses the device's own number on newer kernels. */
+			ctr_fail(ti,
+				 "Layer %u: cannot open device '%s' (%d): missing, in use, or this device itself",
 				 l, path, r);
 			return r;
 		}
@@ -780,7 +782,14 @@ static int parse_table(struct dm_arg_set *as, struct chain_c *cc,
 	r = parse_layers(as, cc, ti);
 	if (r)
 		return r;
-	return parse_features(as, cc, ti);
+	r = parse_features(as, cc, ti);
+	if (r)
+		return r;
+	if (as->argc)
+		return ctr_fail(ti,
+				"Unexpected argument '%s' after the feature arguments",
+				as->argv[0]);
+	return 0;
 }
 
 static int open_metadata(struct chain_c *cc, struct dm_target *ti)

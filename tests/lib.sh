@@ -8,7 +8,7 @@
 #                skip_all why (exits 4: a prerequisite is truly absent)
 #   cleanup      on_exit CMD...  (run in reverse order when the test exits)
 #   module       chain_load_module / chain_unload_module ($CHAIN_KO)
-#   devices      brd_setup N MiB (sets BRD_DEVS), loop_setup FILE (prints dev)
+#   devices      brd_setup N MiB (sets BRD_DEVS), loop_setup VAR FILE [opts]
 #                dev_sectors DEV
 #   kernel log   kmsg_mark NAME; kmsg_check NAME (fails on BUG/WARNING/...)
 #
@@ -169,13 +169,16 @@ brd_setup() {
 	done
 }
 
-# loop_setup FILE : attach FILE, print the loop device.
+# loop_setup VAR FILE [losetup options] : attach FILE, set VAR to the loop
+# device, detach it on exit.  (Not $(...): the cleanup would be registered
+# in a subshell and lost.)
 loop_setup() {
-	local dev
+	local var=$1 file=$2 dev
+	shift 2
 	modprobe loop 2>/dev/null
-	dev=$(losetup -f --show "$1") || return 1
+	dev=$(losetup -f --show "$@" "$file") || return 1
 	on_exit "losetup -d $dev"
-	echo "$dev"
+	printf -v "$var" '%s' "$dev"
 }
 
 dev_sectors() { blockdev --getsz "$1"; }
