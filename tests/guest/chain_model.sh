@@ -112,9 +112,9 @@ run_spec() {
 	# A lone raw layer has no clusters: discards are the device's own.
 	iocs=$cs
 	[ "$BTYPE$depth" = raw1 ] && iocs=4K
-	# Deep chains grow four layers per swap to keep guest time down;
+	# Deep chains grow eight layers per swap to keep guest time down;
 	# every swap still follows a round of I/O, so data lies all through.
-	step=$((depth > 8 ? 4 : 1))
+	step=$((depth > 8 ? 8 : 1))
 	ops=$((1200 * step / depth + 40))
 	seed=$RANDOM
 	log "$name: seed $seed"
@@ -128,7 +128,7 @@ run_spec() {
 	lower_sums > "$work/sums"
 
 	$IOTEST --dev /dev/mapper/$DEV --model "$model" --size "$VSIZE" \
-		--cluster "$(bytes $iocs)" --seed "$seed" --ops 1500 \
+		--cluster "$(bytes $iocs)" --seed "$seed" --ops 1000 \
 		--max-len $((3 * $(bytes "$cs"))) --verify 2>&1 | head -20 | sed 's/^/# /'
 	tap_check "$name: random I/O matches the model" test "${PIPESTATUS[0]}" = 0
 	if [ "$depth" -gt 1 ]; then
