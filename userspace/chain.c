@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "chain.h"
 
@@ -188,12 +189,55 @@ int chain_discover(struct chain *c, const char *top)
 	return 0;
 }
 
+/* One file or block device, whatever path names it. */
+static bool same_object(const struct stat *a, const struct stat *b)
+{
+	if (S_ISBLK(a->st_mode) && S_ISBLK(b->st_mode))
+		return a->st_rdev == b->st_rdev;
+	return S_ISREG(a->st_mode) && S_ISREG(b->st_mode) &&
+	       a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/*
+ * Refuse a layer listed twice before opening anything, so that the user
+ * is told about the duplicate rather than about the broken link it makes.
+ * A path that cannot be stat'ed is left to layer_open() to report.
+ */
+static int check_list_unique(char *const *paths, unsigned int n)
+{
+	struct stat *st = calloc(n, sizeof(*st));
+	bool *ok = calloc(n, sizeof(*ok));
+	unsigned int i, j;
+	int r = 0;
+
+	if (!st || !ok) {
+		errmsg("chain", "out of memory");
+		r = -1;
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		ok[i] = !stat(paths[i], &st[i]);
+	for (j = 1; j < n && !r; j++)
+		for (i = 0; i < j && !r; i++)
+			if (ok[i] && ok[j] && same_object(&st[i], &st[j])) {
+				errmsg(paths[j], "appears twice in the list (layers %u and %u, as %s and %s): list each layer once",
+				       i, j, paths[i], paths[j]);
+				r = -1;
+			}
+out:
+	free(st);
+	free(ok);
+	return r;
+}
+
 int chain_from_list(struct chain *c, char *const *paths, unsigned int n,
 		    bool raw_base)
 {
 	const struct layer *bottom;
 	unsigned int i;
 
+	if (check_list_unique(paths, n))
+		return -1;
 	for (i = n; i-- > 0;)
 		if (push_lower(c, paths[i], raw_base && !i))
 			return -1;
@@ -205,5 +249,27 @@ int chain_from_list(struct chain *c, char *const *paths, unsigned int n,
 		return -1;
 	}
 	reverse(c);
+	return 0;
+}
+
+int chain_check_usable(const struct chain *c)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->n; i++) {
+		const struct layer *l = &c->layer[i];
+
+		if (l->raw)
+			continue;
+		if (l->info.flags & DM_CHAIN_FLAG_NEEDS_CHECK) {
+			errmsg(l->path, "marked needs-check: run chainadm check --clear-needs-check %s",
+			       l->path);
+			return -1;
+		}
+		if (l->info.flags & DM_CHAIN_FLAG_INVALIDATED) {
+			errmsg(l->path, "invalidated by a commit into a lower layer: drop it from the chain");
+			return -1;
+		}
+	}
 	return 0;
 }

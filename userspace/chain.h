@@ -27,4 +27,11 @@ int chain_discover(struct chain *c, const char *top);
 int chain_from_list(struct chain *c, char *const *paths, unsigned int n,
 		    bool raw_base);
 
+/*
+ * Whether the kernel will accept every layer's flags: refuses (with a
+ * message naming the remedy) a needs-check or an invalidated layer.
+ * Discovery itself accepts them, so that info can show such a chain.
+ */
+int chain_check_usable(const struct chain *c);
+
 #endif

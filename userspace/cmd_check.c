@@ -8,19 +8,32 @@
  * current), and clusters mapped at or beyond data_end (their data and
  * table entries were flushed, the header that moves data_end was not).
  * Clusters below the allocation end that no entry maps are free (a discard
- * freed them; the kernel reuses them): counted in a note.
+ * freed them; the kernel reuses them): counted in a note.  The flags are
+ * reported as warnings: needs-check (the kernel saw a metadata error) and
+ * invalidated (the layer was committed into the one below it).
+ *
+ * With --clear-needs-check, and only when the check found no error, the
+ * needs-check flag is cleared the way the kernel updates a header: the
+ * current header with generation + 1 goes into slot generation % 2, the
+ * slot not holding the current header, followed by fsync.  A torn write
+ * leaves that slot invalid and the old header (flag still set) current.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "layer.h"
+
+enum { OPT_CLEAR_NEEDS_CHECK = 0x100 };
 
 struct check {
 	struct layer l;
 	bool quiet;
+	bool clear_needs_check;
 	bool slot_ok[DM_CHAIN_HEADER_SLOTS];
 	struct dm_chain_layer_info slot[DM_CHAIN_HEADER_SLOTS];
 	char why[DM_CHAIN_HEADER_SLOTS][256];
@@ -88,10 +101,11 @@ static int check_header(struct check *ck)
 		return -EINVAL;
 	}
 	note(ck, "using header slot %d", ck->l.info.slot);
-	if (ck->l.info.flags & DM_CHAIN_FLAG_NEEDS_CHECK)
-		warnmsg(ck->l.path, "the needs-check flag is set: the kernel saw a metadata error on this layer");
+	if ((ck->l.info.flags & DM_CHAIN_FLAG_NEEDS_CHECK) &&
+	    !ck->clear_needs_check)
+		warnmsg(ck->l.path, "the needs-check flag is set: the kernel saw a metadata error on this layer; if this check finds no error, clear it with --clear-needs-check");
 	if (ck->l.info.flags & DM_CHAIN_FLAG_INVALIDATED)
-		note(ck, "invalidated: its content was committed into the layer below");
+		warnmsg(ck->l.path, "invalidated by a commit into a lower layer; not usable on its own");
 	return 0;
 }
 
@@ -137,9 +151,45 @@ static int check_table(struct check *ck)
 	return r;
 }
 
+/* Write the current header without the needs-check flag; see the top. */
+static int clear_needs_check(struct check *ck)
+{
+	struct dm_chain_layer_info info = ck->l.info;
+	__u8 block[DM_CHAIN_BLOCK_SIZE];
+	off_t off;
+	int slot;
+
+	if (!(info.flags & DM_CHAIN_FLAG_NEEDS_CHECK)) {
+		note(ck, "the needs-check flag is not set: nothing to clear");
+		return 0;
+	}
+	info.flags &= ~DM_CHAIN_FLAG_NEEDS_CHECK;
+	info.generation++;
+	slot = info.generation % DM_CHAIN_HEADER_SLOTS;
+	if (slot == ck->l.info.slot) {
+		/* Writing there could tear the only valid header. */
+		errmsg(ck->l.path, "generation %llu is in header slot %d, against the generation mod 2 rule: not clearing the needs-check flag",
+		       (unsigned long long)ck->l.info.generation, slot);
+		return -EINVAL;
+	}
+	info.slot = slot;
+	dm_chain_header_pack(&info, block);
+	off = (off_t)slot * DM_CHAIN_BLOCK_SIZE;
+	if (pwrite(ck->l.fd, block, sizeof(block), off) != (ssize_t)sizeof(block) ||
+	    fsync(ck->l.fd)) {
+		errmsg(ck->l.path, "cannot write header slot %d: %s", slot,
+		       strerror(errno));
+		return -EIO;
+	}
+	note(ck, "needs-check flag cleared: generation %llu written to header slot %d",
+	     (unsigned long long)info.generation, slot);
+	return 0;
+}
+
 int cmd_check(int argc, char **argv)
 {
 	static const struct option opts[] = {
+		{ "clear-needs-check", no_argument, NULL, OPT_CLEAR_NEEDS_CHECK },
 		{ "quiet",	no_argument, NULL, 'q' },
 		{ "help",	no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -149,6 +199,9 @@ int cmd_check(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
 		switch (c) {
+		case OPT_CLEAR_NEEDS_CHECK:
+			ck.clear_needs_check = true;
+			break;
 		case 'q':
 			ck.quiet = true;
 			break;
@@ -160,13 +213,20 @@ int cmd_check(int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		return usage_error("expects one layer path");
-	if (layer_open(&ck.l, argv[optind], O_RDONLY))
+	/* O_EXCL: never rewrite the header of a block device in use. */
+	if (layer_open(&ck.l, argv[optind],
+		       ck.clear_needs_check ? O_RDWR | O_EXCL : O_RDONLY))
 		return EXIT_FAIL;
 	r = check_header(&ck);
 	if (!r)
 		r = check_table(&ck);
 	if (!r)
 		note(&ck, "no inconsistencies found");
+	if (!r && ck.clear_needs_check)
+		r = clear_needs_check(&ck);
+	else if (r && ck.clear_needs_check &&
+		 (ck.l.info.flags & DM_CHAIN_FLAG_NEEDS_CHECK))
+		errmsg(ck.l.path, "not clearing the needs-check flag: the check found errors");
 	layer_close(&ck.l);
 	if (r == -EINVAL)
 		return EXIT_INCONSISTENT;

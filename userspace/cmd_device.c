@@ -226,6 +226,8 @@ int cmd_create(int argc, char **argv)
 		return EXIT_FAIL;
 	r = layers ? chain_from_list(c, argv + optind + 1, argc - optind - 1, raw_base) :
 		     chain_discover(c, argv[optind + 1]);
+	if (!r)
+		r = chain_check_usable(c);
 	dm_op_init();
 	if (!r)
 		r = create_device(argv[optind], c, &f);

@@ -48,7 +48,7 @@ static int task_run(struct dm_task *dmt, const char *name, const char *what)
 {
 	if (dm_task_run(dmt))
 		return 1;
-	errmsg(name ? name : "device-mapper", "%s failed (see the device-mapper message above and the kernel log)",
+	errmsg(name ? name : "device-mapper", "%s failed: see the kernel log (dmesg) for the reason",
 	       what);
 	return 0;
 }
@@ -106,19 +106,19 @@ static int with_table(int type, const char *name, uint64_t sectors,
 int dm_op_create(const char *name, uint64_t sectors, const char *params)
 {
 	return with_table(DM_DEVICE_CREATE, name, sectors, params,
-			  "cannot create the device");
+			  "creating the device");
 }
 
 /* Into the inactive slot; the live table is untouched until resume. */
 int dm_op_load(const char *name, uint64_t sectors, const char *params)
 {
 	return with_table(DM_DEVICE_RELOAD, name, sectors, params,
-			  "cannot load the table");
+			  "loading the table");
 }
 
 int dm_op_suspend(const char *name)
 {
-	return simple(DM_DEVICE_SUSPEND, name, "cannot suspend");
+	return simple(DM_DEVICE_SUSPEND, name, "suspending the device");
 }
 
 static int cookie_op(int type, const char *name, const char *what)
@@ -140,17 +140,17 @@ static int cookie_op(int type, const char *name, const char *what)
 
 int dm_op_resume(const char *name)
 {
-	return cookie_op(DM_DEVICE_RESUME, name, "cannot resume");
+	return cookie_op(DM_DEVICE_RESUME, name, "resuming the device");
 }
 
 int dm_op_remove(const char *name)
 {
-	return cookie_op(DM_DEVICE_REMOVE, name, "cannot remove");
+	return cookie_op(DM_DEVICE_REMOVE, name, "removing the device");
 }
 
 int dm_op_clear(const char *name)
 {
-	return simple(DM_DEVICE_CLEAR, name, "cannot clear the inactive table");
+	return simple(DM_DEVICE_CLEAR, name, "clearing the inactive table");
 }
 
 int dm_op_message(const char *name, const char *msg, char **response)

@@ -3,8 +3,10 @@
  * Offline access to one layer: open, read the header through the shared
  * validation code, scan the cluster table in chunks.
  *
- * Nothing here writes to an existing layer; format_layer() (format.c) is
- * the only writer in chainadm, and only to a layer it creates.
+ * Nothing here writes to an existing layer.  chainadm writes in two places
+ * only: format_layer() (format.c), to a layer it creates, and check
+ * --clear-needs-check (cmd_check.c), one header slot of a layer that the
+ * check found consistent.
  */
 #include <errno.h>
 #include <fcntl.h>

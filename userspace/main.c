@@ -38,6 +38,7 @@ static const struct verb verbs[] = {
 	  cmd_info },
 	{ "check", "[options] <layer>",
 	  "Check the consistency of a layer offline.",
+	  "     --clear-needs-check    if no error is found, clear the needs-check flag\n"
 	  " -q, --quiet                report errors and warnings only\n",
 	  cmd_check },
 	{ "create", "[options] <name> <top-layer>\n"

@@ -153,6 +153,7 @@ static void cmd_alloc(const char *path, uint64_t vc)
 	struct dm_chain_layer_info info;
 	__u8 blocks[DM_CHAIN_TABLE_OFFSET];
 	char *data;
+	__u64 gen;
 	int fd, s;
 
 	load_info(path, &info, &fd, blocks);
@@ -166,8 +167,10 @@ static void cmd_alloc(const char *path, uint64_t vc)
 	write_entry(fd, &info, vc,
 		    dm_chain_make_entry(DM_CHAIN_ENTRY_MAPPED, info.data_end));
 	info.data_end++;
+	/* Both slots newer, each keeping generation mod 2 == slot. */
+	gen = info.generation;
 	for (s = 0; s < DM_CHAIN_HEADER_SLOTS; s++) {
-		info.generation += s;
+		info.generation = gen + 1 + (gen + 1 + s) % 2;
 		dm_chain_header_pack(&info, blocks + s * DM_CHAIN_BLOCK_SIZE);
 	}
 	write_slots(fd, blocks);
