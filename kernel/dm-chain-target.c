@@ -982,7 +982,7 @@ static int chain_map(struct dm_target *ti, struct bio *bio)
 {
 	struct chain_c *cc = ti->private;
 	struct chain_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
-	u64 vc;
+	u64 vc, e;
 
 	pb->publish = NULL;
 	pb->commit_waited = false;
@@ -1002,9 +1002,10 @@ static int chain_map(struct dm_target *ti, struct bio *bio)
 	case REQ_OP_READ:
 		return map_read(cc, bio);
 	case REQ_OP_WRITE:
-		if (dm_chain_owned(cc->cmd, vc)) {
-			remap_to_active(cc, bio,
-					chain_entry_host(dm_chain_lookup(cc->cmd, vc)));
+		e = dm_chain_lookup(cc->cmd, vc);
+		if (chain_entry_kind(e) == CHAIN_MAPPED &&
+		    chain_entry_layer(e) == cc->nr_layers - 1) {
+			remap_to_active(cc, bio, chain_entry_host(e));
 			return DM_MAPIO_REMAPPED;
 		}
 		break;
