@@ -82,6 +82,57 @@ struct dm_chain_disk_header {
 } __packed;
 
 /*
+ * Job record, stored in the job[] field of the active layer's header
+ * (all zero when no job is recorded).  The kernel writes it under the
+ * commit discipline while a job runs; chainadm writes it while the device
+ * is suspended (a mirror's destination hint, a pivot's intent).
+ */
+#define DM_CHAIN_JOB_MAGIC		0x31424f4aU	/* "JOB1" */
+#define DM_CHAIN_JOB_NO_LAYER		0xffffffffU
+#define DM_CHAIN_JOB_HINT_SIZE		128
+
+enum dm_chain_job_type {
+	DM_CHAIN_JOB_NONE = 0,
+	DM_CHAIN_JOB_STREAM = 1,	/* pull into the active layer */
+	DM_CHAIN_JOB_COMMIT = 2,	/* intermediate commit into base */
+	DM_CHAIN_JOB_ACTIVE_COMMIT = 3,	/* commit of the active layer */
+	DM_CHAIN_JOB_MIRROR = 4,	/* copy to a destination */
+};
+
+enum dm_chain_job_phase {
+	DM_CHAIN_PHASE_NONE = 0,
+	DM_CHAIN_PHASE_RUNNING = 1,	/* copying */
+	DM_CHAIN_PHASE_READY = 2,	/* in sync, every write reaches both */
+	DM_CHAIN_PHASE_COMPLETED = 3,	/* copied; the table change is due */
+	DM_CHAIN_PHASE_PIVOT = 4,	/* chainadm is switching tables */
+	DM_CHAIN_PHASE_FAILED = 5,	/* stopped on an error */
+};
+
+#define DM_CHAIN_JOB_SHALLOW		(1u << 0) /* mirror: active layer only */
+#define DM_CHAIN_JOB_DEST_RAW		(1u << 1) /* destination is raw */
+#define DM_CHAIN_JOB_DEST_ZEROED	(1u << 2) /* raw dest reads zeros */
+#define DM_CHAIN_JOB_PAUSED		(1u << 3) /* paused by the user */
+
+struct dm_chain_job_record {
+	__le32 magic;		/* DM_CHAIN_JOB_MAGIC, or 0: no job */
+	__u8 type;		/* enum dm_chain_job_type */
+	__u8 phase;		/* enum dm_chain_job_phase */
+	__u8 flags;		/* DM_CHAIN_JOB_* */
+	__u8 hint_len;		/* bytes used in dest_hint */
+	__le32 top;		/* table index (0 = bottom) of the top layer */
+	__le32 base;		/* table index of the base, or NO_LAYER */
+	__le64 cursor;		/* virtual clusters below it are done */
+	__le64 bandwidth;	/* bytes per second, 0 = unlimited */
+	__le64 bytes_done;
+	__le64 bytes_total;
+	__u8 top_uuid[DM_CHAIN_UUID_SIZE];	/* zero for none */
+	__u8 base_uuid[DM_CHAIN_UUID_SIZE];	/* zero for none or raw */
+	__u8 dest_uuid[DM_CHAIN_UUID_SIZE];	/* mirror to a chain layer */
+	__u8 dest_hint[DM_CHAIN_JOB_HINT_SIZE];	/* mirror: path, no NUL */
+	__u8 pad[DM_CHAIN_JOB_SIZE - 224];
+} __packed;
+
+/*
  * Table entry, one __le64 per virtual cluster:
  *   bits 63..62  type: 0 ABSENT, 1 ZERO, 2 MAPPED, 3 invalid
  *   bits 61..48  must be zero

@@ -402,6 +402,7 @@ struct dm_chain_metadata *dm_chain_metadata_open(struct block_device **bdevs,
 	int r;
 
 	BUILD_BUG_ON(sizeof(struct dm_chain_disk_header) != DM_CHAIN_BLOCK_SIZE);
+	BUILD_BUG_ON(sizeof(struct dm_chain_job_record) != DM_CHAIN_JOB_SIZE);
 
 	cmd = kzalloc(sizeof(*cmd), GFP_KERNEL);
 	if (!cmd) {
@@ -541,6 +542,18 @@ bool dm_chain_owned(struct dm_chain_metadata *cmd, u64 vcluster)
 
 	return chain_entry_kind(e) == CHAIN_MAPPED &&
 	       chain_entry_layer(e) == cmd->top;
+}
+
+enum chain_kind dm_chain_top_kind(struct dm_chain_metadata *cmd,
+				  u64 vcluster, u64 *host)
+{
+	u64 e = dm_chain_lookup(cmd, vcluster);
+
+	*host = chain_entry_host(e);
+	if (chain_entry_layer(e) != cmd->top ||
+	    chain_entry_kind(e) == CHAIN_NONE || chain_entry_kind(e) == CHAIN_RAW)
+		return CHAIN_NONE;
+	return chain_entry_kind(e);
 }
 
 bool dm_chain_has_lower(struct dm_chain_metadata *cmd)
@@ -800,4 +813,32 @@ void dm_chain_space(struct dm_chain_metadata *cmd, u64 *used, u64 *total)
 	*used = cmd->data_end - start - cmd->nr_free;
 	*total = cmd->dev_clusters - start;
 	spin_unlock_irqrestore(&cmd->lock, flags);
+}
+
+void dm_chain_get_job(struct dm_chain_metadata *cmd, void *rec)
+{
+	mutex_lock(&cmd->commit_lock);
+	memcpy(rec, cmd->layers[cmd->top].info.job, DM_CHAIN_JOB_SIZE);
+	mutex_unlock(&cmd->commit_lock);
+}
+
+void dm_chain_set_job(struct dm_chain_metadata *cmd, const void *rec)
+{
+	u8 *job = cmd->layers[cmd->top].info.job;
+
+	mutex_lock(&cmd->commit_lock);
+	if (memcmp(job, rec, DM_CHAIN_JOB_SIZE)) {
+		memcpy(job, rec, DM_CHAIN_JOB_SIZE);
+		spin_lock_irq(&cmd->lock);
+		cmd->change_seq++;
+		spin_unlock_irq(&cmd->lock);
+	}
+	mutex_unlock(&cmd->commit_lock);
+}
+
+const u8 *dm_chain_layer_uuid(struct dm_chain_metadata *cmd, unsigned int l)
+{
+	static const u8 none[DM_CHAIN_UUID_SIZE];
+
+	return cmd->layers[l].raw ? none : cmd->layers[l].info.uuid;
 }

@@ -87,6 +87,14 @@ u64 dm_chain_lookup(struct dm_chain_metadata *cmd, u64 vcluster);
 /* True if the active layer holds vcluster's data.  Any context. */
 bool dm_chain_owned(struct dm_chain_metadata *cmd, u64 vcluster);
 
+/*
+ * What the top layer itself holds for vcluster: CHAIN_MAPPED (host set),
+ * CHAIN_ZERO, or CHAIN_NONE when a lower layer or nothing shows it.
+ * Any context.
+ */
+enum chain_kind dm_chain_top_kind(struct dm_chain_metadata *cmd,
+				  u64 vcluster, u64 *host);
+
 /* Whether any layer below the active one can show data.  Any context. */
 bool dm_chain_has_lower(struct dm_chain_metadata *cmd);
 
@@ -136,6 +144,17 @@ void dm_chain_metadata_failed(struct dm_chain_metadata *cmd,
 
 enum chain_metadata_mode dm_chain_mode(struct dm_chain_metadata *cmd);
 bool dm_chain_needs_check(struct dm_chain_metadata *cmd);
+
+/*
+ * The job record in the active layer's header (DM_CHAIN_JOB_SIZE bytes).
+ * Setting it marks the metadata dirty; the next commit writes it.  May
+ * block.
+ */
+void dm_chain_get_job(struct dm_chain_metadata *cmd, void *rec);
+void dm_chain_set_job(struct dm_chain_metadata *cmd, const void *rec);
+
+/* A layer's UUID (zero for the raw base).  Any context. */
+const u8 *dm_chain_layer_uuid(struct dm_chain_metadata *cmd, unsigned int l);
 
 /* Geometry of the chain.  Any context. */
 unsigned int dm_chain_cluster_shift(struct dm_chain_metadata *cmd);

@@ -22,6 +22,7 @@
  */
 #include <linux/device-mapper.h>
 #include <linux/dm-kcopyd.h>
+#include <linux/blkdev.h>
 #include <linux/hash.h>
 #include <linux/module.h>
 #include <linux/mempool.h>
@@ -29,85 +30,12 @@
 #include <linux/version.h>
 #include <linux/workqueue.h>
 
-#include "dm-chain-metadata.h"
+#include "dm-chain-target.h"
 
 #define DM_MSG_PREFIX "chain"
 
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 5, 0)
-#define CHAIN_OPEN_READ		BLK_OPEN_READ
-#else
-#define CHAIN_OPEN_READ		FMODE_READ
-#endif
-
-#define CELL_HASH_BITS		8
-#define MIN_CELLS		64
-#define COMMIT_PERIOD		HZ
-#define DEFAULT_NO_SPACE_TIMEOUT 60	/* seconds, as dm-thin */
-
-/* A cluster the worker is allocating; bios for it wait here. */
-struct chain_cell {
-	struct hlist_node node;
-	struct chain_c *cc;
-	struct bio *bio;	/* the bio that started the allocation */
-	struct bio_list waiters;
-	u64 vcluster;
-	u64 host;
-};
-
-/* A host cluster freed by a discard, reusable after the next commit. */
-struct chain_freed {
-	struct list_head list;
-	u64 host;
-};
-
-/* Per-bio data. */
-struct chain_bio {
-	struct chain_cell *publish;	/* publish this cell on completion */
-	bool commit_waited;		/* FUA completion already deferred */
-};
-
-struct chain_c {
-	struct dm_target *ti;
-	struct dm_chain_metadata *cmd;	/* NULL for a lone raw layer */
-	unsigned int nr_layers;
-	bool base_raw;
-	unsigned int cluster_shift;	/* in sectors */
-	sector_t cluster_sectors;
-
-	bool ignore_discard;
-	bool discard_passdown;
-	bool error_if_no_space;
-	unsigned int no_space_timeout;	/* in seconds, 0 = forever */
-
-	/*
-	 * Protects the bio lists, the cell hash and out_of_space.  Nests
-	 * outside the metadata's own lock.
-	 */
-	spinlock_t lock;
-	struct bio_list deferred;	/* for the worker */
-	struct bio_list commit_waiters;	/* FLUSH and FUA: need a commit */
-	struct list_head freed;		/* struct chain_freed, for the commit */
-	struct bio_list no_space;	/* queued while the layer is full */
-	struct hlist_head cells[1 << CELL_HASH_BITS];
-	bool out_of_space;
-	bool commit_due;		/* set by the periodic commit */
-
-	struct workqueue_struct *wq;
-	struct work_struct worker;
-	struct delayed_work commit_work;
-	struct delayed_work no_space_work;
-	struct dm_kcopyd_client *kc;
-	mempool_t cell_pool;
-
-	struct dm_dev *devs[];		/* bottom first; last is active */
-};
 
 /* ---- Helpers ---- */
-
-static struct dm_dev *active_dev(struct chain_c *cc)
-{
-	return cc->devs[cc->nr_layers - 1];
-}
 
 static u64 bio_cluster(struct chain_c *cc, struct bio *bio)
 {
@@ -119,14 +47,6 @@ static sector_t cluster_offset(struct chain_c *cc, struct bio *bio)
 	return bio->bi_iter.bi_sector & (cc->cluster_sectors - 1);
 }
 
-/* Sectors of virtual cluster vc; the last one may be short. */
-static sector_t cluster_len(struct chain_c *cc, u64 vc)
-{
-	sector_t start = vc << cc->cluster_shift;
-
-	return min_t(sector_t, cc->cluster_sectors, cc->ti->len - start);
-}
-
 static bool bio_covers_cluster(struct chain_c *cc, struct bio *bio)
 {
 	return !cluster_offset(cc, bio) &&
@@ -136,6 +56,11 @@ static bool bio_covers_cluster(struct chain_c *cc, struct bio *bio)
 static void wake_worker(struct chain_c *cc)
 {
 	queue_work(cc->wq, &cc->worker);
+}
+
+void chain_wake_worker(struct chain_c *cc)
+{
+	wake_worker(cc);
 }
 
 static void defer_bio(struct chain_c *cc, struct bio *bio)
@@ -169,7 +94,7 @@ static void remap_to_active(struct chain_c *cc, struct bio *bio, u64 host)
 	remap_to_layer(cc, bio, cc->nr_layers - 1, host);
 }
 
-static void complete_list(struct bio_list *bios, blk_status_t status)
+void chain_complete_list(struct bio_list *bios, blk_status_t status)
 {
 	struct bio *bio;
 
@@ -203,7 +128,7 @@ static struct chain_cell *__find_cell(struct chain_c *cc, u64 vc)
  * waiters (and the starting bio if requeue) go back to the worker.
  * Any context.
  */
-static void release_cell(struct chain_cell *cell, bool publish, bool requeue)
+void chain_release_cell(struct chain_cell *cell, bool publish, bool requeue)
 {
 	struct chain_c *cc = cell->cc;
 	unsigned long flags;
@@ -233,7 +158,7 @@ static void fail_cell(struct chain_cell *cell, blk_status_t status)
 	bio_list_merge(&bios, &cell->waiters);
 	spin_unlock_irqrestore(&cc->lock, flags);
 	mempool_free(cell, &cc->cell_pool);
-	complete_list(&bios, status);
+	chain_complete_list(&bios, status);
 }
 
 /* ---- Out of space ---- */
@@ -254,7 +179,7 @@ static void no_space(struct chain_cell *cell)
 	bio_list_merge(to, &cell->waiters);
 	spin_unlock_irq(&cc->lock);
 	mempool_free(cell, &cc->cell_pool);
-	complete_list(&failed, BLK_STS_NOSPC);
+	chain_complete_list(&failed, BLK_STS_NOSPC);
 	if (!first)
 		return;
 	DMWARN("%s: active layer is full: %s writes that need a new cluster",
@@ -300,7 +225,7 @@ static void do_no_space_timeout(struct work_struct *ws)
 	      dm_device_name(dm_table_get_md(cc->ti->table)),
 	      cc->no_space_timeout);
 	take_no_space(cc, &bios);
-	complete_list(&bios, BLK_STS_NOSPC);
+	chain_complete_list(&bios, BLK_STS_NOSPC);
 }
 
 /* ---- Worker: writes that allocate, discards, write-zeroes, commits. ---- */
@@ -316,7 +241,7 @@ static void copy_done(int read_err, unsigned long write_err, void *context)
 		fail_cell(cell, BLK_STS_IOERR);
 		return;
 	}
-	release_cell(cell, true, true);
+	chain_release_cell(cell, true, true);
 }
 
 /* Fill the new host cluster with what the cluster shows now. */
@@ -348,20 +273,21 @@ static void copy_up(struct chain_c *cc, struct chain_cell *cell)
 }
 
 /*
- * Take the cell for bio's cluster, or park bio behind the cell that
- * exists.  Returns the new cell, or NULL when bio needs nothing more from
- * the caller (parked, or remapped because the cluster got mapped).
+ * Take the cell for cluster vc, or park bio (if any) behind the cell that
+ * exists.  Returns the new cell, or NULL when it exists already.  Process
+ * context.
  */
-static struct chain_cell *lock_cluster(struct chain_c *cc, struct bio *bio)
+struct chain_cell *chain_lock_cluster(struct chain_c *cc, u64 vc,
+				      struct bio *bio)
 {
 	struct chain_cell *cell, *new;
-	u64 vc = bio_cluster(cc, bio);
 
 	new = mempool_alloc(&cc->cell_pool, GFP_NOIO);
 	spin_lock_irq(&cc->lock);
 	cell = __find_cell(cc, vc);
 	if (cell) {
-		bio_list_add(&cell->waiters, bio);
+		if (bio)
+			bio_list_add(&cell->waiters, bio);
 		spin_unlock_irq(&cc->lock);
 		mempool_free(new, &cc->cell_pool);
 		return NULL;
@@ -409,12 +335,12 @@ static void process_write(struct chain_c *cc, struct bio *bio)
 
 	if (remap_if_owned(cc, bio))
 		return;
-	cell = lock_cluster(cc, bio);
+	cell = chain_lock_cluster(cc, bio_cluster(cc, bio), bio);
 	if (!cell)
 		return;
 	/* The cluster may have been published before we took the cell. */
 	if (dm_chain_owned(cc->cmd, cell->vcluster)) {
-		release_cell(cell, false, true);
+		chain_release_cell(cell, false, true);
 		return;
 	}
 	r = dm_chain_alloc_cluster(cc->cmd, &cell->host);
@@ -488,7 +414,7 @@ static void zero_cluster(struct chain_c *cc, struct bio *bio)
 	u64 vc = bio_cluster(cc, bio), e, old;
 	struct chain_cell *cell;
 
-	cell = lock_cluster(cc, bio);
+	cell = chain_lock_cluster(cc, bio_cluster(cc, bio), bio);
 	if (!cell)
 		return;
 	e = dm_chain_lookup(cc->cmd, vc);
@@ -500,13 +426,13 @@ static void zero_cluster(struct chain_c *cc, struct bio *bio)
 	if (chain_entry_kind(e) == CHAIN_NONE ||
 	    chain_entry_kind(e) == CHAIN_ZERO) {
 		cell->bio = NULL;
-		release_cell(cell, false, false);
+		chain_release_cell(cell, false, false);
 		bio_endio(bio);
 		return;
 	}
 	old = dm_chain_set_zero(cc->cmd, vc);
 	cell->bio = NULL;
-	release_cell(cell, false, false);
+	chain_release_cell(cell, false, false);
 	if (old)
 		remember_freed(cc, old);
 	bio_endio(bio);
@@ -607,11 +533,30 @@ static void commit_and_complete(struct chain_c *cc)
 	cc->commit_due = false;
 	spin_unlock_irq(&cc->lock);
 
-	r = dm_chain_commit(cc->cmd);
+	/* The job's destination first: the record names what it holds. */
+	r = chain_job_commit(cc);
+	if (!r)
+		r = dm_chain_commit(cc->cmd);
 	if (r)
 		dm_table_event(cc->ti->table);
-	complete_list(&waiters, r ? BLK_STS_IOERR : BLK_STS_OK);
+	chain_complete_list(&waiters, r ? BLK_STS_IOERR : BLK_STS_OK);
 	release_freed(cc, &freed, !r);
+	if (!r)
+		chain_job_committed(cc);
+}
+
+void chain_commit_now(struct chain_c *cc)
+{
+	commit_and_complete(cc);
+}
+
+/* Ask the worker for a commit soon. */
+void chain_request_commit(struct chain_c *cc)
+{
+	spin_lock_irq(&cc->lock);
+	cc->commit_due = true;
+	spin_unlock_irq(&cc->lock);
+	wake_worker(cc);
 }
 
 static void do_worker(struct work_struct *ws)
@@ -633,7 +578,7 @@ static void do_commit_tick(struct work_struct *ws)
 	struct chain_c *cc = container_of(to_delayed_work(ws), struct chain_c,
 					  commit_work);
 
-	if (dm_chain_dirty(cc->cmd)) {
+	if (dm_chain_dirty(cc->cmd) || chain_job_wants_commit(cc)) {
 		spin_lock_irq(&cc->lock);
 		cc->commit_due = true;
 		spin_unlock_irq(&cc->lock);
@@ -660,6 +605,11 @@ static void do_commit_tick(struct work_struct *ws)
  *   error_if_no_space          fail writes when the active layer is full
  *   no_space_timeout:<secs>    else queue them this long (default 60, 0 =
  *                              forever) and raise an event
+ *   mirror <dev> <raw|chain> <full|shallow>
+ *                              copy the device to dev (four words): the
+ *                              mirror job starts with the table
+ *   dest_zeroed                the raw mirror destination reads zeros
+ *   bandwidth:<bytes/s>        the job's initial bandwidth limit
  */
 
 /*
@@ -698,11 +648,52 @@ static int parse_timeout(struct dm_target *ti, const char *arg,
 	return 0;
 }
 
+static int parse_mirror(struct dm_arg_set *as, unsigned int *argc,
+			struct chain_c *cc, struct dm_target *ti)
+{
+	const char *path, *type, *mode;
+	int r;
+
+	if (*argc < 3 || cc->mirror_dev)
+		return ctr_fail(ti, cc->mirror_dev ? "Feature 'mirror' given twice" :
+				"Feature 'mirror' wants <dev> <raw|chain> <full|shallow>");
+	path = dm_shift_arg(as);
+	type = dm_shift_arg(as);
+	mode = dm_shift_arg(as);
+	*argc -= 3;
+	if (!strcasecmp(type, "raw"))
+		cc->mirror_raw = true;
+	else if (strcasecmp(type, "chain"))
+		return ctr_fail(ti, "Invalid mirror type '%s': want raw or chain", type);
+	if (!strcasecmp(mode, "shallow"))
+		cc->mirror_shallow = true;
+	else if (strcasecmp(mode, "full"))
+		return ctr_fail(ti, "Invalid mirror mode '%s': want full or shallow", mode);
+	if (cc->mirror_raw && cc->mirror_shallow)
+		return ctr_fail(ti, "A raw mirror destination cannot be shallow: it has no backing layer");
+	if (cc->mirror_shallow && cc->nr_layers < 2)
+		return ctr_fail(ti, "A shallow mirror needs a layer below the active one");
+	r = dm_get_device(ti, path, dm_table_get_mode(ti->table), &cc->mirror_dev);
+	if (r) {
+		ctr_fail(ti, "Mirror destination: cannot open device '%s' (%d)", path, r);
+		return r;
+	}
+	return 0;
+}
+
+static int parse_bandwidth(struct dm_target *ti, const char *arg, u64 *bw)
+{
+	if (kstrtou64(arg, 10, bw))
+		return ctr_fail(ti, "Invalid bandwidth '%s': want bytes per second",
+				arg);
+	return 0;
+}
+
 static int parse_features(struct dm_arg_set *as, struct chain_c *cc,
 			  struct dm_target *ti)
 {
 	static const struct dm_arg _args[] = {
-		{0, 4, "Invalid number of feature arguments"},
+		{0, 10, "Invalid number of feature arguments"},
 	};
 	unsigned int argc;
 	const char *arg;
@@ -725,6 +716,12 @@ static int parse_features(struct dm_arg_set *as, struct chain_c *cc,
 			cc->error_if_no_space = true;
 		else if (!strncasecmp(arg, "no_space_timeout:", 17))
 			r = parse_timeout(ti, arg + 17, &cc->no_space_timeout);
+		else if (!strcasecmp(arg, "mirror"))
+			r = parse_mirror(as, &argc, cc, ti);
+		else if (!strcasecmp(arg, "dest_zeroed"))
+			cc->dest_zeroed = true;
+		else if (!strncasecmp(arg, "bandwidth:", 10))
+			r = parse_bandwidth(ti, arg + 10, &cc->bandwidth);
 		else
 			r = ctr_fail(ti, "Unknown feature argument '%s'", arg);
 		if (r)
@@ -742,11 +739,10 @@ static int parse_layers(struct dm_arg_set *as, struct chain_c *cc,
 	int r;
 
 	for (l = 0; l < cc->nr_layers; l++) {
-		bool top = l == cc->nr_layers - 1;
-
 		path = dm_shift_arg(as);
-		r = dm_get_device(ti, path, top ? dm_table_get_mode(ti->table) :
-				  CHAIN_OPEN_READ, &cc->devs[l]);
+		/* A commit writes into a lower layer: open all like the top. */
+		r = dm_get_device(ti, path, dm_table_get_mode(ti->table),
+				  &cc->devs[l]);
 		if (r) {
 			/* dm core refuses the device's own number on newer kernels. */
 			ctr_fail(ti,
@@ -785,6 +781,17 @@ static int parse_table(struct dm_arg_set *as, struct chain_c *cc,
 	r = parse_features(as, cc, ti);
 	if (r)
 		return r;
+	if (cc->mirror_dev) {
+		dev_t self = disk_devt(dm_disk(dm_table_get_md(ti->table)));
+		unsigned int l;
+
+		if (cc->mirror_dev->bdev->bd_dev == self)
+			return ctr_fail(ti, "The mirror destination is this device itself");
+		for (l = 0; l < cc->nr_layers; l++)
+			if (cc->devs[l]->bdev == cc->mirror_dev->bdev)
+				return ctr_fail(ti, "The mirror destination is layer %u of the chain",
+						l);
+	}
 	if (as->argc)
 		return ctr_fail(ti,
 				"Unexpected argument '%s' after the feature arguments",
@@ -873,6 +880,7 @@ static void chain_free(struct chain_c *cc)
 
 	cancel_delayed_work_sync(&cc->commit_work);
 	cancel_delayed_work_sync(&cc->no_space_work);
+	chain_job_dtr(cc);
 	if (cc->kc)
 		dm_kcopyd_client_destroy(cc->kc);
 	if (cc->wq)
@@ -885,6 +893,8 @@ static void chain_free(struct chain_c *cc)
 	for (l = 0; l < cc->nr_layers; l++)
 		if (cc->devs[l])
 			dm_put_device(cc->ti, cc->devs[l]);
+	if (cc->mirror_dev)
+		dm_put_device(cc->ti, cc->mirror_dev);
 	kfree(cc);
 }
 
@@ -896,6 +906,7 @@ static int chain_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	struct dm_arg_set as = { .argc = argc, .argv = argv };
 	unsigned int nr;
 	struct chain_c *cc;
+	char *err;
 	int r;
 
 	if (argc < 3) {
@@ -930,6 +941,12 @@ static int chain_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	r = create_workers(cc, ti);
 	if (r)
 		goto bad;
+	err = ctr_error_buf();
+	r = chain_job_ctr(cc, err, ERR_LEN);
+	if (r) {
+		ti->error = err;
+		goto bad;
+	}
 	r = set_target_limits(cc, ti);
 	if (r)
 		goto bad;
@@ -967,7 +984,7 @@ static int map_flush(struct chain_c *cc, struct bio *bio)
 {
 	unsigned long flags;
 
-	if (!dm_chain_dirty(cc->cmd)) {
+	if (!dm_chain_dirty(cc->cmd) && !chain_job_mirroring(cc)) {
 		bio_set_dev(bio, active_dev(cc)->bdev);
 		return DM_MAPIO_REMAPPED;
 	}
@@ -986,6 +1003,7 @@ static int chain_map(struct dm_target *ti, struct bio *bio)
 
 	pb->publish = NULL;
 	pb->commit_waited = false;
+	pb->mirrored = false;
 
 	if (!cc->cmd) {
 		bio_set_dev(bio, cc->devs[0]->bdev);
@@ -998,6 +1016,9 @@ static int chain_map(struct dm_target *ti, struct bio *bio)
 
 	bio->bi_iter.bi_sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
 	vc = bio_cluster(cc, bio);
+	pb->vcluster = vc;
+	pb->offset = cluster_offset(cc, bio);
+	pb->len = bio_sectors(bio);
 	switch (bio_op(bio)) {
 	case REQ_OP_READ:
 		return map_read(cc, bio);
@@ -1015,6 +1036,7 @@ static int chain_map(struct dm_target *ti, struct bio *bio)
 		if (cluster_offset(cc, bio) + bio_sectors(bio) > cc->cluster_sectors)
 			dm_accept_partial_bio(bio, cc->cluster_sectors -
 					      cluster_offset(cc, bio));
+		pb->len = bio_sectors(bio);
 		break;
 	default:
 		return DM_MAPIO_KILL;
@@ -1037,8 +1059,11 @@ static int chain_end_io(struct dm_target *ti, struct bio *bio,
 
 		pb->publish = NULL;
 		cell->bio = NULL;
-		release_cell(cell, !*error, false);
+		chain_release_cell(cell, !*error, false);
 	}
+	/* An active commit or a mirror copies the write before it completes. */
+	if (!*error && chain_job_end_io(cc, bio, pb))
+		return DM_ENDIO_INCOMPLETE;
 	/* A FUA write is durable only with its mapping committed. */
 	if ((bio->bi_opf & REQ_FUA) && !*error && !pb->commit_waited &&
 	    dm_chain_dirty(cc->cmd)) {
@@ -1059,10 +1084,11 @@ static void chain_presuspend(struct dm_target *ti)
 
 	if (!cc->cmd)
 		return;
+	chain_job_presuspend(cc);
 	/* Queued no-space bios would block the suspend: hand them back. */
 	cancel_delayed_work_sync(&cc->no_space_work);
 	take_no_space(cc, &bios);
-	complete_list(&bios, dm_noflush_suspending(ti) ? BLK_STS_DM_REQUEUE :
+	chain_complete_list(&bios, dm_noflush_suspending(ti) ? BLK_STS_DM_REQUEUE :
 			     BLK_STS_NOSPC);
 }
 
@@ -1073,6 +1099,7 @@ static void chain_postsuspend(struct dm_target *ti)
 	if (!cc->cmd)
 		return;
 	cancel_delayed_work_sync(&cc->commit_work);
+	chain_job_postsuspend(cc);
 	flush_workqueue(cc->wq);
 	commit_and_complete(cc);
 }
@@ -1093,6 +1120,7 @@ static void chain_resume(struct dm_target *ti)
 	if (!cc->cmd)
 		return;
 	retry_no_space(cc);
+	chain_job_resume(cc);
 	queue_delayed_work(cc->wq, &cc->commit_work, COMMIT_PERIOD);
 }
 
@@ -1104,7 +1132,8 @@ static void emit_features(struct chain_c *cc, char *result,
 		       cc->no_space_timeout != DEFAULT_NO_SPACE_TIMEOUT;
 
 	n = cc->ignore_discard + !cc->discard_passdown +
-	    cc->error_if_no_space + timeout;
+	    cc->error_if_no_space + timeout + (cc->mirror_dev ? 4 : 0) +
+	    cc->dest_zeroed + !!cc->bandwidth;
 	if (n)
 		DMEMIT(" %u", n);
 	if (cc->ignore_discard)
@@ -1115,6 +1144,14 @@ static void emit_features(struct chain_c *cc, char *result,
 		DMEMIT(" error_if_no_space");
 	if (timeout)
 		DMEMIT(" no_space_timeout:%u", cc->no_space_timeout);
+	if (cc->mirror_dev)
+		DMEMIT(" mirror %s %s %s", cc->mirror_dev->name,
+		       cc->mirror_raw ? "raw" : "chain",
+		       cc->mirror_shallow ? "shallow" : "full");
+	if (cc->dest_zeroed)
+		DMEMIT(" dest_zeroed");
+	if (cc->bandwidth)
+		DMEMIT(" bandwidth:%llu", cc->bandwidth);
 	*szp = sz;
 }
 
@@ -1129,6 +1166,18 @@ static void emit_features(struct chain_c *cc, char *result,
  *   <metadata mode>    rw | ro | Fail
  *   <needs_check>      needs_check | -
  *   <space>            ok | full (writes are queued or failed)
+ *
+ * followed by the block job:
+ *
+ *   <type> <phase> <done>/<total> <rate> <bandwidth> <errors> <last error>
+ *
+ *   <type>             none | stream | commit | active-commit | mirror
+ *   <phase>            - | running | paused | ready | completed | failed |
+ *                      cancelled
+ *   <done>/<total>     bytes copied and to copy
+ *   <rate>             bytes/s over the last second; <bandwidth> the limit,
+ *                      0 = none; <errors> copy errors seen; <last error>
+ *                      errno of the last one, or -
  */
 static void chain_status(struct dm_target *ti, status_type_t type,
 			 unsigned int status_flags, char *result,
@@ -1143,6 +1192,7 @@ static void chain_status(struct dm_target *ti, status_type_t type,
 	case STATUSTYPE_INFO:
 		if (!cc->cmd) {
 			DMEMIT("%u - - rw - ok", cc->nr_layers);
+			sz = chain_job_status(cc, result, maxlen, sz);
 			break;
 		}
 		dm_chain_space(cc->cmd, &used, &total);
@@ -1151,6 +1201,7 @@ static void chain_status(struct dm_target *ti, status_type_t type,
 		       modes[dm_chain_mode(cc->cmd)],
 		       dm_chain_needs_check(cc->cmd) ? "needs_check" : "-",
 		       READ_ONCE(cc->out_of_space) ? "full" : "ok");
+		sz = chain_job_status(cc, result, maxlen, sz);
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%u %s", cc->nr_layers, cc->base_raw ? "raw" : "chain");
@@ -1167,7 +1218,13 @@ static void chain_status(struct dm_target *ti, status_type_t type,
 static int chain_message(struct dm_target *ti, unsigned int argc, char **argv,
 			 char *result, unsigned int maxlen)
 {
-	DMWARN("%s: unrecognised message '%s'",
+	struct chain_c *cc = ti->private;
+
+	if (argc && (!strcasecmp(argv[0], "stream") ||
+		     !strcasecmp(argv[0], "commit") ||
+		     !strcasecmp(argv[0], "job")))
+		return chain_job_message(cc, argc, argv);
+	DMWARN("%s: unrecognised message '%s': want stream, commit or job",
 	       dm_device_name(dm_table_get_md(ti->table)), argc ? argv[0] : "");
 	return -EINVAL;
 }
@@ -1186,6 +1243,10 @@ static int chain_iterate_devices(struct dm_target *ti,
 		r = fn(ti, dev, 0, raw ? ti->len : bdev_nr_sectors(dev->bdev),
 		       data);
 	}
+	if (!r && cc->mirror_dev)
+		r = fn(ti, cc->mirror_dev, 0,
+		       cc->mirror_raw ? ti->len :
+		       bdev_nr_sectors(cc->mirror_dev->bdev), data);
 	return r;
 }
 
@@ -1207,7 +1268,7 @@ static void chain_io_hints(struct dm_target *ti, struct queue_limits *limits)
 
 static struct target_type chain_target = {
 	.name = "chain",
-	.version = {1, 0, 0},
+	.version = {1, 1, 0},
 	.module = THIS_MODULE,
 	.ctr = chain_ctr,
 	.dtr = chain_dtr,

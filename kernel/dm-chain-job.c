@@ -1,0 +1,1491 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * dm-chain block jobs: stream (pull), commit, active commit and mirror.
+ *
+ * A job walks the virtual clusters in order with a cursor and makes the
+ * destination show what the source shows, one cluster at a time ("sync"):
+ *
+ *   stream         source: the layers above the base, below the active
+ *                  layer; destination: the active layer itself.
+ *   commit         source: the layers base+1..top (a second metadata view
+ *                  over layers 0..top); destination: the base, opened as
+ *                  the top of a metadata view over layers 0..base.
+ *   active commit  source: everything above the base; destination: as for
+ *                  commit.  Guest writes keep arriving, see below.
+ *   mirror         source: the whole chain (full) or the active layer
+ *                  (shallow); destination: the device named in the table,
+ *                  a chain layer (opened alone, or over the layers below
+ *                  the active one when shallow) or a raw device.
+ *
+ * A cluster the source does not hold is skipped, a ZERO cluster becomes a
+ * ZERO entry (or zeroes on a raw destination), a cluster with data is
+ * copied with dm-kcopyd into the cluster the destination holds, or into a
+ * newly allocated one that is published when the copy completed.
+ *
+ * Active commit and mirror: once the cursor passed a cluster, every guest
+ * write to it is copied to the destination before the guest sees it
+ * complete (write-blocking), so the destination converges whatever the
+ * write rate, and the job is READY when the cursor reached the end.  Syncs
+ * of one cluster are serialised and each reads the source when it starts,
+ * so the last one to run copies the newest data.
+ *
+ * Crash safety: the job record (type, layers, cursor, phase) lives in the
+ * active layer's header and is written by the target's commit after the
+ * destination's own commit, with the cursor taken before that commit: the
+ * cursor on disk never passes a cluster whose copy is not durable.  A
+ * stream or commit resumes from it; active commit and mirror copy again
+ * from the start after a new activation, because a crash may have left a
+ * write that was never flushed on one side only.
+ */
+#include <linux/blkdev.h>
+#include <linux/hash.h>
+#include <linux/ktime.h>
+#include <linux/slab.h>
+#include <linux/vmalloc.h>
+#include <linux/wait.h>
+
+#include "dm-chain-target.h"
+
+#define DM_MSG_PREFIX "chain"
+
+#define SYNC_HASH_BITS		6
+#define JOB_IN_FLIGHT_BYTES	(4u << 20)
+#define JOB_MAX_IN_FLIGHT	64u
+#define JOB_RETRIES		3
+#define JOB_RETRY_DELAY		(HZ / 10)
+
+/* What the source shows for a cluster. */
+enum src_state {
+	SRC_ABSENT,	/* not held by the layers the job copies */
+	SRC_ZERO,
+	SRC_DATA,
+};
+
+/* One cluster being made equal on the destination. */
+struct chain_sync {
+	struct hlist_node node;		/* job->syncs while running */
+	struct list_head queue;		/* behind a running sync, or retry */
+	struct list_head bg;		/* job->bg_syncs: background only */
+	struct chain_job *job;
+	u64 vc;
+	sector_t offset, len;		/* part of the cluster, in sectors */
+	struct bio *bio;		/* guest write waiting, or NULL */
+	struct chain_cell *cell;	/* stream: the active layer's cell */
+	u64 host;			/* destination host cluster */
+	bool new_host;			/* publish host when the copy is done */
+	u64 bytes;			/* counted as done on success */
+	int tries;
+};
+
+struct chain_job {
+	struct chain_c *cc;
+	struct dm_target *ti;
+	struct dm_dev *dest_dev;	/* mirror destination, or NULL */
+
+	/* Set when the job starts; fixed while it exists. */
+	enum dm_chain_job_type type;
+	unsigned int top, base;		/* table indexes; base NO_LAYER */
+	int lo;				/* sync layers above lo only */
+	bool shallow;
+	bool dest_zeroed;
+	struct dm_chain_metadata *src;	/* source view, or cc->cmd */
+	struct dm_chain_metadata *dest;	/* chain destination, or NULL */
+	struct block_device *dest_bdev;	/* what the job writes */
+	u64 nr_clusters;
+	unsigned int max_in_flight;
+
+	/* Protected by lock. */
+	spinlock_t lock;
+	enum dm_chain_job_phase phase;
+	bool paused;
+	bool cancelled;
+	bool stopped;			/* suspended or being torn down */
+	u64 cursor;			/* next cluster to look at */
+	unsigned int in_flight;		/* background syncs */
+	struct hlist_head syncs[1 << SYNC_HASH_BITS];
+	struct list_head retry;		/* background syncs to start again */
+	struct list_head bg_syncs;	/* every background sync not done */
+	struct bio_list bios;		/* guest writes to copy */
+	bool event_after_commit;	/* a phase changed: tell after commit */
+	struct list_head freed;		/* destination clusters to release */
+	u64 bytes_done, bytes_total;
+	unsigned int errors;
+	int last_error;
+	u64 bandwidth;			/* bytes/s, 0 = unlimited */
+	ktime_t bw_start;
+	u64 bw_issued;
+	ktime_t rate_start;
+	u64 rate_bytes, rate;
+	unsigned int percent;
+	bool event;
+
+	wait_queue_head_t idle;		/* in_flight reached 0 */
+	struct delayed_work work;
+	struct work_struct event_work;
+	mempool_t sync_pool;
+	u8 written[DM_CHAIN_JOB_SIZE];	/* record handed to the last commit */
+	struct chain_job *retired;	/* cc->retired_jobs list */
+};
+
+struct dest_freed {
+	struct list_head list;
+	u64 host;
+};
+
+static const char * const type_names[] = {
+	[DM_CHAIN_JOB_NONE] = "none",
+	[DM_CHAIN_JOB_STREAM] = "stream",
+	[DM_CHAIN_JOB_COMMIT] = "commit",
+	[DM_CHAIN_JOB_ACTIVE_COMMIT] = "active-commit",
+	[DM_CHAIN_JOB_MIRROR] = "mirror",
+};
+
+static const char *dev_name_of(struct chain_job *job)
+{
+	return dm_device_name(dm_table_get_md(job->ti->table));
+}
+
+static bool is_mirroring_type(enum dm_chain_job_type type)
+{
+	return type == DM_CHAIN_JOB_ACTIVE_COMMIT ||
+	       type == DM_CHAIN_JOB_MIRROR;
+}
+
+/* Raise a dm event from process context. */
+static void do_event(struct work_struct *ws)
+{
+	struct chain_job *job = container_of(ws, struct chain_job, event_work);
+
+	dm_table_event(job->ti->table);
+}
+
+static void job_event(struct chain_job *job)
+{
+	queue_work(job->cc->wq, &job->event_work);
+}
+
+static void kick(struct chain_job *job, unsigned long delay)
+{
+	mod_delayed_work(job->cc->wq, &job->work, delay);
+}
+
+/* ---- What the source shows, what the destination holds ---- */
+
+static enum src_state src_state(struct chain_job *job, u64 vc,
+				struct dm_io_region *from)
+{
+	struct chain_c *cc = job->cc;
+	u64 e = dm_chain_lookup(job->src, vc);
+	unsigned int layer = chain_entry_layer(e);
+
+	if (chain_entry_kind(e) == CHAIN_NONE || (int)layer <= job->lo)
+		return SRC_ABSENT;
+	if (job->type == DM_CHAIN_JOB_STREAM && layer >= cc->nr_layers - 1)
+		return SRC_ABSENT;	/* the active layer has it already */
+	if (job->shallow && layer != cc->nr_layers - 1)
+		return SRC_ABSENT;
+	if (chain_entry_kind(e) == CHAIN_ZERO)
+		return SRC_ZERO;
+	from->bdev = cc->devs[layer]->bdev;
+	from->sector = chain_entry_kind(e) == CHAIN_RAW ?
+		       vc << cc->cluster_shift :
+		       chain_entry_host(e) << cc->cluster_shift;
+	from->count = cluster_len(cc, vc);
+	return SRC_DATA;
+}
+
+/* The destination's own entry for vc (not a lower layer's). */
+static enum chain_kind dest_kind(struct chain_job *job, u64 vc, u64 *host)
+{
+	if (!job->dest)
+		return CHAIN_NONE;
+	return dm_chain_top_kind(job->dest, vc, host);
+}
+
+/* ---- Syncs ---- */
+
+static struct hlist_head *sync_bucket(struct chain_job *job, u64 vc)
+{
+	return &job->syncs[hash_64(vc, SYNC_HASH_BITS)];
+}
+
+static struct chain_sync *__find_sync(struct chain_job *job, u64 vc)
+{
+	struct chain_sync *s;
+
+	hlist_for_each_entry(s, sync_bucket(job, vc), node)
+		if (s->vc == vc)
+			return s;
+	return NULL;
+}
+
+static struct chain_sync *new_sync(struct chain_job *job, u64 vc,
+				   struct bio *bio, sector_t offset,
+				   sector_t len)
+{
+	struct chain_sync *s = mempool_alloc(&job->sync_pool, GFP_NOIO);
+
+	memset(s, 0, sizeof(*s));
+	INIT_LIST_HEAD(&s->queue);
+	INIT_LIST_HEAD(&s->bg);
+	s->job = job;
+	s->vc = vc;
+	s->bio = bio;
+	s->offset = offset;
+	s->len = len;
+	return s;
+}
+
+static void start_sync(struct chain_sync *s);
+static void job_failed(struct chain_job *job, int error);
+
+/*
+ * s left the running set to be tried later: whatever queued behind it
+ * goes to the retry list too, keeping its order.  Process context.
+ */
+static void requeue_next(struct chain_sync *s)
+{
+	struct chain_job *job = s->job;
+
+	spin_lock_irq(&job->lock);
+	list_splice_tail_init(&s->queue, &job->retry);
+	spin_unlock_irq(&job->lock);
+}
+
+/*
+ * A sync finished (or gave up): complete its bio, count it, and start the
+ * next sync queued on the same cluster.  Process context.
+ */
+static void end_sync(struct chain_sync *s, int error)
+{
+	struct chain_job *job = s->job;
+	struct chain_sync *next = NULL;
+	struct bio *bio = s->bio;
+	bool background = !bio;
+	unsigned int percent;
+	bool event = false;
+
+	spin_lock_irq(&job->lock);
+	hlist_del(&s->node);
+	if (!list_empty(&s->queue)) {
+		next = list_first_entry(&s->queue, struct chain_sync, queue);
+		list_del_init(&s->queue);
+		/* the rest of the queue follows next */
+		list_splice_init(&s->queue, &next->queue);
+		hlist_add_head(&next->node, sync_bucket(job, next->vc));
+	}
+	if (background) {
+		job->in_flight--;
+		list_del(&s->bg);
+		if (!error) {
+			job->bytes_done = min(job->bytes_done + s->bytes,
+					      job->bytes_total);
+			job->rate_bytes += s->bytes;
+			percent = job->bytes_total ?
+				  div64_u64(job->bytes_done * 100,
+					    job->bytes_total) : 100;
+			event = percent != job->percent;
+			job->percent = percent;
+		}
+	}
+	spin_unlock_irq(&job->lock);
+
+	if (bio) {
+		/* The guest's write reached the active layer either way. */
+		bio_endio(bio);
+	}
+	mempool_free(s, &job->sync_pool);
+	if (error)
+		job_failed(job, error);
+	if (event)
+		job_event(job);
+	if (next)
+		start_sync(next);
+	if (background) {
+		wake_up(&job->idle);
+		kick(job, 0);
+	}
+}
+
+static void sync_retry_or_fail(struct chain_sync *s, int error)
+{
+	struct chain_job *job = s->job;
+
+	spin_lock_irq(&job->lock);
+	job->errors++;
+	job->last_error = error;
+	spin_unlock_irq(&job->lock);
+	DMERR_LIMIT("%s: %s job: copying cluster %llu failed (%d)%s",
+		    dev_name_of(job), type_names[job->type], s->vc, error,
+		    s->tries < JOB_RETRIES ? ", retrying" : "");
+	if (s->new_host && job->dest) {
+		dm_chain_release_cluster(job->dest, s->host);
+		s->new_host = false;
+	}
+	if (s->cell) {
+		chain_release_cell(s->cell, false, true);
+		s->cell = NULL;
+	}
+	if (s->tries++ < JOB_RETRIES) {
+		/* Try again a little later; the cluster stays owed. */
+		spin_lock_irq(&job->lock);
+		hlist_del(&s->node);
+		spin_unlock_irq(&job->lock);
+		requeue_next(s);
+		spin_lock_irq(&job->lock);
+		list_add_tail(&s->queue, &job->retry);
+		spin_unlock_irq(&job->lock);
+		kick(job, JOB_RETRY_DELAY);
+		return;
+	}
+	spin_lock_irq(&job->lock);
+	hlist_add_head(&s->node, sync_bucket(job, s->vc));
+	spin_unlock_irq(&job->lock);
+	end_sync(s, error);
+}
+
+static void copy_done(int read_err, unsigned long write_err, void *context)
+{
+	struct chain_sync *s = context;
+	struct chain_job *job = s->job;
+
+	if (read_err || write_err) {
+		sync_retry_or_fail(s, -EIO);
+		return;
+	}
+	if (job->type == DM_CHAIN_JOB_STREAM) {
+		/* Publish atomically with the release of the cell. */
+		s->cell->host = s->host;
+		chain_release_cell(s->cell, true, true);
+		s->cell = NULL;
+	} else if (s->new_host) {
+		dm_chain_set_mapped(job->dest, s->vc, s->host);
+	}
+	end_sync(s, 0);
+}
+
+static void remember_dest_freed(struct chain_job *job, u64 host)
+{
+	struct dest_freed *f;
+
+	if (!host)
+		return;
+	f = kmalloc(sizeof(*f), GFP_NOIO);
+	if (!f)
+		return;		/* leaked until the next activation */
+	f->host = host;
+	spin_lock_irq(&job->lock);
+	list_add_tail(&f->list, &job->freed);
+	spin_unlock_irq(&job->lock);
+}
+
+/* Record ZERO (or ABSENT) for vc on the destination. */
+static void sync_zero(struct chain_sync *s, bool absent)
+{
+	struct chain_job *job = s->job;
+	struct chain_c *cc = job->cc;
+	struct dm_io_region to;
+	u64 host;
+
+	if (job->type == DM_CHAIN_JOB_STREAM) {
+		if (!absent)
+			dm_chain_set_zero(cc->cmd, s->vc);
+		chain_release_cell(s->cell, false, true);
+		s->cell = NULL;
+		end_sync(s, 0);
+		return;
+	}
+	if (job->dest) {
+		enum chain_kind k = dest_kind(job, s->vc, &host);
+
+		/*
+		 * A destination with layers below needs ZERO to hide them; a
+		 * shallow copy shows the same layers below, so an absent
+		 * source cluster leaves the destination's entry alone.
+		 */
+		if (!(absent && job->shallow) &&
+		    (k == CHAIN_MAPPED || (k == CHAIN_NONE && !absent)))
+			remember_dest_freed(job, dm_chain_set_zero(job->dest, s->vc));
+		end_sync(s, 0);
+		return;
+	}
+	/* A raw destination: write zeroes, unless it is known to read zeros. */
+	if (absent && job->type != DM_CHAIN_JOB_MIRROR) {
+		end_sync(s, 0);
+		return;
+	}
+	if (!s->bio && job->dest_zeroed) {
+		end_sync(s, 0);
+		return;
+	}
+	to.bdev = job->dest_bdev;
+	to.sector = s->vc << cc->cluster_shift;
+	to.count = cluster_len(cc, s->vc);
+	dm_kcopyd_zero(cc->kc, 1, &to, 0, copy_done, s);
+}
+
+static void sync_data(struct chain_sync *s, struct dm_io_region *from)
+{
+	struct chain_job *job = s->job;
+	struct chain_c *cc = job->cc;
+	struct dm_io_region to = { .bdev = job->dest_bdev };
+	bool whole = true;
+	int r;
+
+	if (job->type == DM_CHAIN_JOB_STREAM) {
+		r = dm_chain_alloc_cluster(cc->cmd, &s->host);
+		if (r) {
+			chain_release_cell(s->cell, false, true);
+			s->cell = NULL;
+			end_sync(s, r);
+			return;
+		}
+		to.sector = s->host << cc->cluster_shift;
+	} else if (job->dest) {
+		if (dest_kind(job, s->vc, &s->host) == CHAIN_MAPPED) {
+			whole = false;
+		} else {
+			r = dm_chain_alloc_cluster(job->dest, &s->host);
+			if (r) {
+				end_sync(s, r);
+				return;
+			}
+			s->new_host = true;
+		}
+		to.sector = s->host << cc->cluster_shift;
+	} else {
+		whole = false;
+		to.sector = s->vc << cc->cluster_shift;
+	}
+	to.count = from->count;
+	if (!whole && s->len) {
+		/* Only the part a guest write touched. */
+		from->sector += s->offset;
+		to.sector += s->offset;
+		from->count = to.count = s->len;
+	}
+	dm_kcopyd_copy(cc->kc, from, 1, &to, 0, copy_done, s);
+}
+
+/* Make the destination show what the source shows for s->vc. */
+static void start_sync(struct chain_sync *s)
+{
+	struct chain_job *job = s->job;
+	struct dm_io_region from;
+
+	if (job->type == DM_CHAIN_JOB_STREAM) {
+		s->cell = chain_lock_cluster(job->cc, s->vc, NULL);
+		if (!s->cell) {
+			/* A guest write is allocating it: look again later. */
+			spin_lock_irq(&job->lock);
+			hlist_del(&s->node);
+			spin_unlock_irq(&job->lock);
+			requeue_next(s);
+			spin_lock_irq(&job->lock);
+			list_add_tail(&s->queue, &job->retry);
+			spin_unlock_irq(&job->lock);
+			kick(job, 1);
+			return;
+		}
+	}
+	switch (src_state(job, s->vc, &from)) {
+	case SRC_ABSENT:
+		sync_zero(s, true);
+		break;
+	case SRC_ZERO:
+		sync_zero(s, false);
+		break;
+	case SRC_DATA:
+		sync_data(s, &from);
+		break;
+	}
+}
+
+/* Start s now, or queue it behind the sync of its cluster. */
+static void submit_sync(struct chain_sync *s)
+{
+	struct chain_job *job = s->job;
+	struct chain_sync *running;
+
+	spin_lock_irq(&job->lock);
+	running = __find_sync(job, s->vc);
+	if (running) {
+		list_add_tail(&s->queue, &running->queue);
+		spin_unlock_irq(&job->lock);
+		return;
+	}
+	hlist_add_head(&s->node, sync_bucket(job, s->vc));
+	spin_unlock_irq(&job->lock);
+	start_sync(s);
+}
+
+/* ---- The background walk ---- */
+
+static bool needs_sync(struct chain_job *job, u64 vc, u64 *bytes)
+{
+	struct dm_io_region from;
+	u64 host;
+
+	switch (src_state(job, vc, &from)) {
+	case SRC_DATA:
+		*bytes = (u64)from.count << SECTOR_SHIFT;
+		return true;
+	case SRC_ZERO:
+		*bytes = 0;
+		return job->type == DM_CHAIN_JOB_STREAM || job->dest ||
+		       !job->dest_zeroed;
+	case SRC_ABSENT:
+	default:
+		*bytes = 0;
+		if (job->type != DM_CHAIN_JOB_MIRROR || job->shallow)
+			return false;
+		if (job->dest)
+			return dest_kind(job, vc, &host) != CHAIN_NONE;
+		return !job->dest_zeroed;
+	}
+}
+
+static u64 count_bytes(struct chain_job *job, u64 from)
+{
+	u64 vc, bytes, total = 0;
+
+	for (vc = from; vc < job->nr_clusters; vc++) {
+		if (needs_sync(job, vc, &bytes))
+			total += bytes;
+		if (!(vc & 4095))
+			cond_resched();
+	}
+	return total;
+}
+
+/* May the job issue bytes more now?  Else when to look again. */
+static bool bandwidth_allows(struct chain_job *job, u64 bytes,
+			     unsigned long *delay)
+{
+	u64 allowed, elapsed;
+
+	if (!job->bandwidth)
+		return true;
+	elapsed = ktime_to_ns(ktime_sub(ktime_get(), job->bw_start));
+	allowed = mul_u64_u64_div_u64(job->bandwidth, elapsed, NSEC_PER_SEC);
+	if (job->bw_issued + bytes <= allowed) {
+		job->bw_issued += bytes;
+		return true;
+	}
+	*delay = div64_u64((job->bw_issued + bytes - allowed) * HZ,
+			   job->bandwidth) + 1;
+	return false;
+}
+
+static void set_phase(struct chain_job *job, enum dm_chain_job_phase phase)
+{
+	if (job->phase == phase)
+		return;
+	job->phase = phase;
+	job->event = true;
+}
+
+/* Guest writes queued at completion become syncs.  Process context. */
+static void take_guest_writes(struct chain_job *job)
+{
+	struct bio_list bios;
+	struct chain_sync *s;
+	struct chain_bio *pb;
+	struct bio *bio;
+
+	spin_lock_irq(&job->lock);
+	bios = job->bios;
+	bio_list_init(&job->bios);
+	spin_unlock_irq(&job->lock);
+	while ((bio = bio_list_pop(&bios))) {
+		pb = dm_per_bio_data(bio, sizeof(*pb));
+		s = new_sync(job, pb->vcluster, bio, pb->offset,
+			     bio_op(bio) == REQ_OP_WRITE ? pb->len : 0);
+		spin_lock_irq(&job->lock);
+		list_add_tail(&s->queue, &job->retry);
+		spin_unlock_irq(&job->lock);
+	}
+}
+
+/*
+ * Start the syncs waiting on the retry list.  Guest writes always go (a
+ * suspend waits for them); once the job failed or was cancelled they
+ * complete without a copy.  Background syncs wait while stopped.
+ */
+static void run_retries(struct chain_job *job)
+{
+	struct chain_sync *s, *tmp;
+	LIST_HEAD(list);
+	bool dead;
+
+	spin_lock_irq(&job->lock);
+	list_splice_init(&job->retry, &list);
+	dead = job->cancelled || job->phase == DM_CHAIN_PHASE_FAILED;
+	list_for_each_entry_safe(s, tmp, &list, queue) {
+		if (!s->bio && (job->stopped || dead)) {
+			list_move_tail(&s->queue, &job->retry);
+			continue;
+		}
+	}
+	spin_unlock_irq(&job->lock);
+
+	list_for_each_entry_safe(s, tmp, &list, queue) {
+		list_del_init(&s->queue);
+		if (dead && s->bio) {
+			bio_endio(s->bio);
+			mempool_free(s, &job->sync_pool);
+			continue;
+		}
+		submit_sync(s);
+	}
+}
+
+/* Phase changes reach the disk before userspace hears of them. */
+static void tell_after_commit(struct chain_job *job)
+{
+	spin_lock_irq(&job->lock);
+	job->event_after_commit = true;
+	spin_unlock_irq(&job->lock);
+	chain_request_commit(job->cc);
+}
+
+static void do_job(struct work_struct *ws)
+{
+	struct chain_job *job = container_of(to_delayed_work(ws),
+					     struct chain_job, work);
+	unsigned long delay = 0;
+	struct chain_sync *s;
+	u64 vc, bytes;
+	bool event;
+
+	take_guest_writes(job);
+	run_retries(job);
+
+	for (;;) {
+		spin_lock_irq(&job->lock);
+		if (job->stopped || job->paused || job->cancelled ||
+		    job->phase != DM_CHAIN_PHASE_RUNNING ||
+		    job->in_flight >= job->max_in_flight) {
+			spin_unlock_irq(&job->lock);
+			break;
+		}
+		vc = job->cursor;
+		if (vc >= job->nr_clusters) {
+			if (!job->in_flight && list_empty(&job->retry))
+				set_phase(job, is_mirroring_type(job->type) ?
+					  DM_CHAIN_PHASE_READY :
+					  DM_CHAIN_PHASE_COMPLETED);
+			spin_unlock_irq(&job->lock);
+			break;
+		}
+		spin_unlock_irq(&job->lock);
+
+		if (!needs_sync(job, vc, &bytes)) {
+			spin_lock_irq(&job->lock);
+			job->cursor++;
+			spin_unlock_irq(&job->lock);
+			if (!(vc & 1023))
+				cond_resched();
+			continue;
+		}
+		spin_lock_irq(&job->lock);
+		if (!bandwidth_allows(job, bytes, &delay)) {
+			spin_unlock_irq(&job->lock);
+			break;
+		}
+		job->cursor++;
+		job->in_flight++;
+		spin_unlock_irq(&job->lock);
+
+		s = new_sync(job, vc, NULL, 0, 0);
+		s->bytes = bytes;
+		spin_lock_irq(&job->lock);
+		list_add_tail(&s->bg, &job->bg_syncs);
+		spin_unlock_irq(&job->lock);
+		submit_sync(s);
+	}
+
+	spin_lock_irq(&job->lock);
+	event = job->event;
+	job->event = false;
+	spin_unlock_irq(&job->lock);
+	if (event)
+		tell_after_commit(job);
+	if (delay)
+		kick(job, delay);
+}
+
+static void job_failed(struct chain_job *job, int error)
+{
+	bool first;
+
+	spin_lock_irq(&job->lock);
+	first = job->phase != DM_CHAIN_PHASE_FAILED;
+	if (first) {
+		job->phase = DM_CHAIN_PHASE_FAILED;
+		job->last_error = error;
+	}
+	spin_unlock_irq(&job->lock);
+	if (!first)
+		return;
+	DMERR("%s: %s job stopped: error %d; the status shows it, 'job resume' retries",
+	      dev_name_of(job), type_names[job->type], error);
+	tell_after_commit(job);
+}
+
+/* ---- Guest writes while an active commit or a mirror runs ---- */
+
+bool chain_job_mirroring(struct chain_c *cc)
+{
+	struct chain_job *job = cc->job;
+
+	return job && is_mirroring_type(job->type) && !READ_ONCE(job->cancelled) &&
+	       (READ_ONCE(job->phase) == DM_CHAIN_PHASE_RUNNING ||
+		READ_ONCE(job->phase) == DM_CHAIN_PHASE_READY);
+}
+
+/*
+ * Called at a guest write's first completion.  If the job already synced
+ * its cluster, copy what the write changed and complete the write after
+ * that (returns true: the bio is the job's now).  Any context.
+ */
+bool chain_job_end_io(struct chain_c *cc, struct bio *bio,
+		      struct chain_bio *pb)
+{
+	struct chain_job *job = cc->job;
+	unsigned long flags;
+	bool synced;
+
+	if (pb->mirrored || !chain_job_mirroring(cc))
+		return false;
+	if (bio_op(bio) != REQ_OP_WRITE && bio_op(bio) != REQ_OP_DISCARD &&
+	    bio_op(bio) != REQ_OP_WRITE_ZEROES)
+		return false;
+	pb->mirrored = true;
+	spin_lock_irqsave(&job->lock, flags);
+	synced = (job->phase == DM_CHAIN_PHASE_RUNNING ||
+		  job->phase == DM_CHAIN_PHASE_READY) &&
+		 pb->vcluster < job->cursor;
+	spin_unlock_irqrestore(&job->lock, flags);
+	if (!synced)
+		return false;
+	/* kcopyd and the allocator want process context: the job starts it. */
+	spin_lock_irqsave(&job->lock, flags);
+	bio_list_add(&job->bios, bio);
+	spin_unlock_irqrestore(&job->lock, flags);
+	kick(job, 0);
+	return true;
+}
+
+/* ---- The job record ---- */
+
+static void fill_record(struct chain_job *job, struct dm_chain_job_record *rec,
+			u64 cursor)
+{
+	struct chain_c *cc = job->cc;
+
+	memset(rec, 0, sizeof(*rec));
+	rec->magic = cpu_to_le32(DM_CHAIN_JOB_MAGIC);
+	rec->type = job->type;
+	rec->phase = job->phase;
+	rec->flags = (job->shallow ? DM_CHAIN_JOB_SHALLOW : 0) |
+		     (job->paused ? DM_CHAIN_JOB_PAUSED : 0) |
+		     (job->dest_zeroed ? DM_CHAIN_JOB_DEST_ZEROED : 0) |
+		     (job->type == DM_CHAIN_JOB_MIRROR && !job->dest ?
+		      DM_CHAIN_JOB_DEST_RAW : 0);
+	rec->top = cpu_to_le32(job->top);
+	rec->base = cpu_to_le32(job->base);
+	rec->cursor = cpu_to_le64(cursor);
+	rec->bandwidth = cpu_to_le64(job->bandwidth);
+	rec->bytes_done = cpu_to_le64(job->bytes_done);
+	rec->bytes_total = cpu_to_le64(job->bytes_total);
+	memcpy(rec->top_uuid, dm_chain_layer_uuid(cc->cmd, job->top),
+	       DM_CHAIN_UUID_SIZE);
+	if (job->base != DM_CHAIN_JOB_NO_LAYER)
+		memcpy(rec->base_uuid, dm_chain_layer_uuid(cc->cmd, job->base),
+		       DM_CHAIN_UUID_SIZE);
+	if (job->type == DM_CHAIN_JOB_MIRROR && job->dest)
+		memcpy(rec->dest_uuid,
+		       dm_chain_layer_uuid(job->dest,
+					   job->shallow ? cc->nr_layers - 1 : 0),
+		       DM_CHAIN_UUID_SIZE);
+	/* chainadm's hint for the destination's path survives */
+	memcpy(rec->dest_hint, ((struct dm_chain_job_record *)job->written)->dest_hint,
+	       DM_CHAIN_JOB_HINT_SIZE);
+	rec->hint_len = ((struct dm_chain_job_record *)job->written)->hint_len;
+}
+
+/* The lowest cluster whose copy may not be durable yet.  job->lock held. */
+static u64 __durable_cursor(struct chain_job *job)
+{
+	u64 low = job->cursor;
+	struct chain_sync *s;
+
+	list_for_each_entry(s, &job->bg_syncs, bg)
+		low = min(low, s->vc);
+	return low;
+}
+
+static void release_dest_freed(struct chain_job *job, struct list_head *list,
+			       bool committed)
+{
+	struct dest_freed *f, *tmp;
+
+	list_for_each_entry_safe(f, tmp, list, list) {
+		if (committed)
+			dm_chain_release_cluster(job->dest, f->host);
+		list_del(&f->list);
+		kfree(f);
+	}
+}
+
+/*
+ * Part of every commit of the target: make the destination durable, then
+ * hand the job record (with the cursor taken before) to the active layer's
+ * metadata.  May block.
+ */
+int chain_job_commit(struct chain_c *cc)
+{
+	struct chain_job *job = cc->job;
+	struct dm_chain_job_record rec;
+	LIST_HEAD(freed);
+	u64 cursor;
+	int r = 0;
+
+	if (!job)
+		return 0;
+	spin_lock_irq(&job->lock);
+	cursor = __durable_cursor(job);
+	list_splice_init(&job->freed, &freed);
+	spin_unlock_irq(&job->lock);
+
+	if (job->dest && job->dest != cc->cmd)
+		r = dm_chain_commit(job->dest);
+	else if (job->dest_bdev && job->type != DM_CHAIN_JOB_STREAM)
+		r = blkdev_issue_flush(job->dest_bdev);
+	if (job->dest && job->dest != cc->cmd)
+		release_dest_freed(job, &freed, !r);
+	if (r) {
+		job_failed(job, r);
+		return r;
+	}
+	spin_lock_irq(&job->lock);
+	if (job->cancelled)
+		memset(&rec, 0, sizeof(rec));
+	else
+		fill_record(job, &rec, cursor);
+	spin_unlock_irq(&job->lock);
+	memcpy(job->written, &rec, sizeof(rec));
+	dm_chain_set_job(cc->cmd, &rec);
+	return 0;
+}
+
+/* After the target's commit: phase changes may be told now. */
+void chain_job_committed(struct chain_c *cc)
+{
+	struct chain_job *job = cc->job;
+	bool event;
+
+	if (!job)
+		return;
+	spin_lock_irq(&job->lock);
+	event = job->event_after_commit;
+	job->event_after_commit = false;
+	spin_unlock_irq(&job->lock);
+	if (event)
+		dm_table_event(cc->ti->table);
+}
+
+/* Whether the job has something for the periodic commit. */
+bool chain_job_wants_commit(struct chain_c *cc)
+{
+	struct chain_job *job = cc->job;
+
+	return job && !job->cancelled &&
+	       (job->phase == DM_CHAIN_PHASE_RUNNING ||
+		job->phase == DM_CHAIN_PHASE_READY ||
+		(job->dest && job->dest != cc->cmd && dm_chain_dirty(job->dest)));
+}
+
+/* ---- Starting, resuming, stopping ---- */
+
+static struct chain_job *alloc_job(struct chain_c *cc)
+{
+	struct chain_job *job = kzalloc(sizeof(*job), GFP_KERNEL);
+
+	if (!job)
+		return NULL;
+	if (mempool_init_kmalloc_pool(&job->sync_pool, JOB_MAX_IN_FLIGHT,
+				      sizeof(struct chain_sync))) {
+		kfree(job);
+		return NULL;
+	}
+	job->cc = cc;
+	job->ti = cc->ti;
+	spin_lock_init(&job->lock);
+	INIT_LIST_HEAD(&job->retry);
+	INIT_LIST_HEAD(&job->bg_syncs);
+	bio_list_init(&job->bios);
+	INIT_LIST_HEAD(&job->freed);
+	init_waitqueue_head(&job->idle);
+	INIT_DELAYED_WORK(&job->work, do_job);
+	INIT_WORK(&job->event_work, do_event);
+	job->base = DM_CHAIN_JOB_NO_LAYER;
+	job->lo = -1;
+	job->src = cc->cmd;
+	job->nr_clusters = dm_chain_nr_clusters(cc->cmd);
+	job->max_in_flight = clamp_t(unsigned int,
+				     JOB_IN_FLIGHT_BYTES >> (cc->cluster_shift + SECTOR_SHIFT),
+				     1, JOB_MAX_IN_FLIGHT);
+	job->bandwidth = cc->bandwidth;
+	job->bw_start = job->rate_start = ktime_get();
+	return job;
+}
+
+/* Stop issuing and wait for background syncs.  May block. */
+static void quiesce(struct chain_job *job)
+{
+	cancel_delayed_work_sync(&job->work);
+	wait_event(job->idle, !READ_ONCE(job->in_flight));
+	cancel_delayed_work_sync(&job->work);
+}
+
+static void free_job(struct chain_job *job)
+{
+	struct chain_sync *s, *tmp;
+
+	quiesce(job);
+	flush_work(&job->event_work);
+	list_for_each_entry_safe(s, tmp, &job->retry, queue) {
+		list_del(&s->queue);
+		if (s->bio)
+			bio_endio(s->bio);
+		mempool_free(s, &job->sync_pool);
+	}
+	if (job->dest && job->dest != job->cc->cmd) {
+		release_dest_freed(job, &job->freed, false);
+		dm_chain_metadata_close(job->dest);
+	}
+	if (job->src != job->cc->cmd)
+		dm_chain_metadata_close(job->src);
+	mempool_exit(&job->sync_pool);
+	kfree(job);
+}
+
+/* A metadata view over layers 0..last, or over those below top + dev. */
+static struct dm_chain_metadata *open_view(struct chain_c *cc,
+					   unsigned int nr,
+					   struct block_device *extra,
+					   char *err, size_t err_len)
+{
+	struct dm_chain_metadata *cmd;
+	struct block_device **bdevs;
+	unsigned int l, n = nr + !!extra;
+
+	bdevs = kmalloc_array(n, sizeof(*bdevs), GFP_KERNEL);
+	if (!bdevs) {
+		snprintf(err, err_len, "Cannot allocate a layer list");
+		return ERR_PTR(-ENOMEM);
+	}
+	for (l = 0; l < nr; l++)
+		bdevs[l] = cc->devs[l]->bdev;
+	if (extra)
+		bdevs[nr] = extra;
+	cmd = dm_chain_metadata_open(bdevs, n, nr ? cc->base_raw : false,
+				     (u64)cc->ti->len << SECTOR_SHIFT,
+				     err, err_len);
+	kfree(bdevs);
+	return cmd;
+}
+
+/* Fill in source and destination for the job's type and layers. */
+static int setup_job(struct chain_job *job, char *err, size_t err_len)
+{
+	struct chain_c *cc = job->cc;
+	unsigned int active = cc->nr_layers - 1;
+	struct dm_chain_metadata *v;
+
+	switch (job->type) {
+	case DM_CHAIN_JOB_STREAM:
+		job->lo = job->base == DM_CHAIN_JOB_NO_LAYER ? -1 : job->base;
+		job->top = active;
+		job->dest = cc->cmd;
+		job->dest_bdev = active_dev(cc)->bdev;
+		return 0;
+	case DM_CHAIN_JOB_COMMIT:
+		v = open_view(cc, job->top + 1, NULL, err, err_len);
+		if (IS_ERR(v))
+			return PTR_ERR(v);
+		job->src = v;
+		fallthrough;
+	case DM_CHAIN_JOB_ACTIVE_COMMIT:
+		job->lo = job->base;
+		job->dest_bdev = cc->devs[job->base]->bdev;
+		if (cc->base_raw && !job->base)
+			return 0;
+		v = open_view(cc, job->base + 1, NULL, err, err_len);
+		if (IS_ERR(v))
+			return PTR_ERR(v);
+		job->dest = v;
+		return 0;
+	case DM_CHAIN_JOB_MIRROR:
+		job->top = active;
+		job->dest_bdev = cc->mirror_dev->bdev;
+		job->shallow = cc->mirror_shallow;
+		job->dest_zeroed = cc->dest_zeroed;
+		if (cc->mirror_raw) {
+			if (bdev_nr_sectors(job->dest_bdev) < cc->ti->len) {
+				snprintf(err, err_len,
+					 "Raw mirror destination is too small: %llu sectors, the device has %llu",
+					 (u64)bdev_nr_sectors(job->dest_bdev),
+					 (u64)cc->ti->len);
+				return -EINVAL;
+			}
+			return 0;
+		}
+		v = open_view(cc, job->shallow ? active : 0, job->dest_bdev,
+			      err, err_len);
+		if (IS_ERR(v))
+			return PTR_ERR(v);
+		job->dest = v;
+		if (job->shallow) {
+			u64 used, total;
+
+			dm_chain_space(v, &used, &total);
+			if (used) {
+				snprintf(err, err_len,
+					 "Shallow copy destination already holds %llu clusters: it must be an empty layer",
+					 used);
+				return -EINVAL;
+			}
+		}
+		return 0;
+	default:
+		snprintf(err, err_len, "Unknown job type %u", job->type);
+		return -EINVAL;
+	}
+}
+
+static void begin(struct chain_job *job, u64 cursor, u64 done, u64 total)
+{
+	job->cursor = cursor;
+	job->bytes_total = total ? total : count_bytes(job, cursor);
+	job->bytes_done = min(done, job->bytes_total);
+	job->percent = job->bytes_total ?
+		       div64_u64(job->bytes_done * 100, job->bytes_total) : 0;
+	if (job->phase == DM_CHAIN_PHASE_NONE)
+		job->phase = DM_CHAIN_PHASE_RUNNING;
+}
+
+/* Check a recorded layer index and UUID against the table. */
+static bool same_layer(struct chain_c *cc, u32 l, const u8 *uuid)
+{
+	return l < cc->nr_layers &&
+	       !memcmp(dm_chain_layer_uuid(cc->cmd, l), uuid,
+		       DM_CHAIN_UUID_SIZE);
+}
+
+/*
+ * At construction: pick up a job recorded in the active layer's header,
+ * or start the mirror the table names.  May block.
+ */
+int chain_job_ctr(struct chain_c *cc, char *err, size_t err_len)
+{
+	struct dm_chain_job_record rec;
+	struct chain_job *job;
+	bool recorded;
+	int r;
+
+	if (!cc->cmd) {
+		if (cc->mirror_dev) {
+			snprintf(err, err_len,
+				 "A lone raw layer cannot be mirrored: format a chain layer over it first");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	dm_chain_get_job(cc->cmd, &rec);
+	recorded = le32_to_cpu(rec.magic) == DM_CHAIN_JOB_MAGIC;
+	if (!recorded && !cc->mirror_dev)
+		return 0;
+	if (recorded && rec.phase == DM_CHAIN_PHASE_PIVOT) {
+		snprintf(err, err_len,
+			 "A pivot was cut short (the active layer records it): run chainadm recover");
+		return -EINVAL;
+	}
+	if (recorded && rec.type == DM_CHAIN_JOB_MIRROR && !cc->mirror_dev) {
+		snprintf(err, err_len,
+			 "An unfinished copy to '%.*s' is recorded in the active layer: name its destination in the table (chainadm create does), or run chainadm job --abort",
+			 min_t(int, rec.hint_len, DM_CHAIN_JOB_HINT_SIZE),
+			 rec.dest_hint);
+		return -EINVAL;
+	}
+	if (recorded && rec.type != DM_CHAIN_JOB_MIRROR && cc->mirror_dev) {
+		snprintf(err, err_len,
+			 "The active layer records a %s job: finish or abort it before starting a copy",
+			 rec.type < ARRAY_SIZE(type_names) ?
+			 type_names[rec.type] : "unknown");
+		return -EINVAL;
+	}
+
+	job = alloc_job(cc);
+	if (!job) {
+		snprintf(err, err_len, "Cannot allocate the job");
+		return -ENOMEM;
+	}
+	if (recorded)
+		memcpy(job->written, &rec, sizeof(rec));
+	if (cc->mirror_dev) {
+		job->type = DM_CHAIN_JOB_MIRROR;
+		if (recorded && rec.bandwidth && !cc->bandwidth)
+			job->bandwidth = le64_to_cpu(rec.bandwidth);
+	} else {
+		job->type = rec.type;
+		job->top = le32_to_cpu(rec.top);
+		job->base = le32_to_cpu(rec.base);
+		job->bandwidth = le64_to_cpu(rec.bandwidth);
+		if (job->type < DM_CHAIN_JOB_STREAM ||
+		    job->type > DM_CHAIN_JOB_ACTIVE_COMMIT ||
+		    !same_layer(cc, job->top, rec.top_uuid) ||
+		    (job->base != DM_CHAIN_JOB_NO_LAYER &&
+		     (!same_layer(cc, job->base, rec.base_uuid) ||
+		      job->base >= job->top)) ||
+		    (job->type == DM_CHAIN_JOB_ACTIVE_COMMIT &&
+		     job->top != cc->nr_layers - 1) ||
+		    (job->type == DM_CHAIN_JOB_COMMIT &&
+		     job->top >= cc->nr_layers - 1)) {
+			snprintf(err, err_len,
+				 "The active layer records a %s job over other layers than the table's: run chainadm recover, or chainadm job --abort",
+				 rec.type < ARRAY_SIZE(type_names) ?
+				 type_names[rec.type] : "unknown");
+			r = -EINVAL;
+			goto bad;
+		}
+		job->phase = rec.phase;
+		job->paused = rec.flags & DM_CHAIN_JOB_PAUSED;
+	}
+	r = setup_job(job, err, err_len);
+	if (r)
+		goto bad;
+	if (job->type == DM_CHAIN_JOB_STREAM || job->type == DM_CHAIN_JOB_COMMIT)
+		begin(job, le64_to_cpu(rec.cursor), le64_to_cpu(rec.bytes_done),
+		      le64_to_cpu(rec.bytes_total));
+	else
+		begin(job, 0, 0, 0);	/* copy everything again, see top */
+	job->stopped = true;		/* until resume */
+	cc->job = job;
+	return 0;
+bad:
+	free_job(job);
+	return r;
+}
+
+/*
+ * A finished job makes way for a new one.  I/O completions may still look
+ * at cc->job, so the old one stays allocated (idle, its views closed)
+ * until the target goes.  May block.
+ */
+static void retire_job(struct chain_c *cc)
+{
+	struct chain_job *job = cc->job;
+
+	quiesce(job);
+	flush_work(&job->event_work);
+	if (job->dest && job->dest != cc->cmd) {
+		release_dest_freed(job, &job->freed, false);
+		dm_chain_metadata_close(job->dest);
+	}
+	if (job->src != cc->cmd)
+		dm_chain_metadata_close(job->src);
+	job->dest = NULL;
+	job->src = cc->cmd;
+	job->retired = cc->retired_jobs;
+	cc->retired_jobs = job;
+}
+
+void chain_job_dtr(struct chain_c *cc)
+{
+	struct chain_job *job;
+
+	if (cc->job)
+		free_job(cc->job);
+	cc->job = NULL;
+	while ((job = cc->retired_jobs)) {
+		cc->retired_jobs = job->retired;
+		mempool_exit(&job->sync_pool);
+		kfree(job);
+	}
+}
+
+void chain_job_presuspend(struct chain_c *cc)
+{
+	struct chain_job *job = cc->job;
+
+	if (!job)
+		return;
+	spin_lock_irq(&job->lock);
+	job->stopped = true;
+	spin_unlock_irq(&job->lock);
+}
+
+/* Guest bios have drained; background syncs must too.  May block. */
+void chain_job_postsuspend(struct chain_c *cc)
+{
+	if (cc->job)
+		quiesce(cc->job);
+}
+
+void chain_job_resume(struct chain_c *cc)
+{
+	struct chain_job *job = cc->job;
+
+	if (!job)
+		return;
+	spin_lock_irq(&job->lock);
+	job->stopped = false;
+	job->bw_start = job->rate_start = ktime_get();
+	job->bw_issued = 0;
+	spin_unlock_irq(&job->lock);
+	kick(job, 0);
+}
+
+/* ---- Messages ---- */
+
+static bool job_active(struct chain_job *job)
+{
+	return job && !job->cancelled &&
+	       (job->phase == DM_CHAIN_PHASE_RUNNING ||
+		job->phase == DM_CHAIN_PHASE_READY ||
+		job->phase == DM_CHAIN_PHASE_FAILED ||
+		job->phase == DM_CHAIN_PHASE_COMPLETED);
+}
+
+static int parse_layer(struct chain_c *cc, const char *arg, unsigned int *l)
+{
+	if (kstrtouint(arg, 10, l) || *l >= cc->nr_layers) {
+		DMWARN("%s: invalid layer index '%s': want 0..%u (0 is the bottom)",
+		       dm_device_name(dm_table_get_md(cc->ti->table)), arg,
+		       cc->nr_layers - 1);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int start_message_job(struct chain_c *cc, enum dm_chain_job_type type,
+			     unsigned int top, unsigned int base)
+{
+	const char *name = dm_device_name(dm_table_get_md(cc->ti->table));
+	struct chain_job *job;
+	char err[192];
+	int r;
+
+	if (job_active(cc->job)) {
+		DMWARN("%s: a %s job exists: cancel it first ('job cancel')",
+		       name, type_names[cc->job->type]);
+		return -EBUSY;
+	}
+	if (dm_chain_mode(cc->cmd) != CHAIN_MODE_WRITE) {
+		DMWARN("%s: the metadata is not writable: no job can start", name);
+		return -EROFS;
+	}
+	job = alloc_job(cc);
+	if (!job)
+		return -ENOMEM;
+	job->type = type;
+	job->top = top;
+	job->base = base;
+	r = setup_job(job, err, sizeof(err));
+	if (r) {
+		DMWARN("%s: cannot start the %s job: %s", name,
+		       type_names[type], err);
+		free_job(job);
+		return r;
+	}
+	begin(job, 0, 0, 0);
+	job->stopped = dm_suspended(cc->ti);
+	if (cc->job)
+		retire_job(cc);
+	cc->job = job;
+	DMINFO("%s: %s job started: %llu bytes to copy", name,
+	       type_names[type], job->bytes_total);
+	job->event = true;
+	kick(job, 0);
+	return 0;
+}
+
+static int message_stream(struct chain_c *cc, unsigned int argc, char **argv)
+{
+	unsigned int base = DM_CHAIN_JOB_NO_LAYER;
+
+	if (argc > 2)
+		return -EINVAL;
+	if (argc == 2 && strcmp(argv[1], "-") && parse_layer(cc, argv[1], &base))
+		return -EINVAL;
+	if (base != DM_CHAIN_JOB_NO_LAYER && base + 1 >= cc->nr_layers) {
+		DMWARN("%s: stream: base %u must be below the active layer",
+		       dm_device_name(dm_table_get_md(cc->ti->table)), base);
+		return -EINVAL;
+	}
+	return start_message_job(cc, DM_CHAIN_JOB_STREAM, cc->nr_layers - 1,
+				 base);
+}
+
+static int message_commit(struct chain_c *cc, unsigned int argc, char **argv)
+{
+	unsigned int top, base;
+
+	if (argc != 3 || parse_layer(cc, argv[1], &top) ||
+	    parse_layer(cc, argv[2], &base))
+		return -EINVAL;
+	if (base >= top) {
+		DMWARN("%s: commit: base %u must be below top %u",
+		       dm_device_name(dm_table_get_md(cc->ti->table)), base, top);
+		return -EINVAL;
+	}
+	return start_message_job(cc, top == cc->nr_layers - 1 ?
+				 DM_CHAIN_JOB_ACTIVE_COMMIT : DM_CHAIN_JOB_COMMIT,
+				 top, base);
+}
+
+/* Stop the job for good and clear its record.  May block. */
+static int cancel_job(struct chain_c *cc)
+{
+	struct chain_job *job = cc->job;
+
+	spin_lock_irq(&job->lock);
+	job->cancelled = true;
+	spin_unlock_irq(&job->lock);
+	quiesce(job);
+	flush_workqueue(cc->wq);
+	chain_commit_now(cc);
+	dm_table_event(cc->ti->table);
+	DMINFO("%s: %s job cancelled",
+	       dm_device_name(dm_table_get_md(cc->ti->table)),
+	       type_names[job->type]);
+	return 0;
+}
+
+static int message_job(struct chain_c *cc, unsigned int argc, char **argv)
+{
+	struct chain_job *job = cc->job;
+	u64 bw;
+
+	if (argc < 2)
+		return -EINVAL;
+	if (!job_active(job)) {
+		DMWARN("%s: no job to '%s'",
+		       dm_device_name(dm_table_get_md(cc->ti->table)), argv[1]);
+		return -ENOENT;
+	}
+	if (!strcasecmp(argv[1], "cancel") && argc == 2)
+		return cancel_job(cc);
+	if (!strcasecmp(argv[1], "pause") && argc == 2) {
+		spin_lock_irq(&job->lock);
+		job->paused = true;
+		job->event = true;
+		spin_unlock_irq(&job->lock);
+		kick(job, 0);
+		return 0;
+	}
+	if (!strcasecmp(argv[1], "resume") && argc == 2) {
+		spin_lock_irq(&job->lock);
+		job->paused = false;
+		if (job->phase == DM_CHAIN_PHASE_FAILED) {
+			/* Try again from the oldest cluster not done. */
+			job->cursor = __durable_cursor(job);
+			job->phase = DM_CHAIN_PHASE_RUNNING;
+		}
+		job->event = true;
+		spin_unlock_irq(&job->lock);
+		kick(job, 0);
+		return 0;
+	}
+	if (!strcasecmp(argv[1], "bandwidth") && argc == 3) {
+		if (kstrtou64(argv[2], 10, &bw)) {
+			DMWARN("%s: invalid bandwidth '%s': want bytes per second",
+			       dm_device_name(dm_table_get_md(cc->ti->table)),
+			       argv[2]);
+			return -EINVAL;
+		}
+		spin_lock_irq(&job->lock);
+		job->bandwidth = bw;
+		job->bw_start = ktime_get();
+		job->bw_issued = 0;
+		spin_unlock_irq(&job->lock);
+		kick(job, 0);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int chain_job_message(struct chain_c *cc, unsigned int argc, char **argv)
+{
+	int r = -EINVAL;
+
+	if (!cc->cmd) {
+		DMWARN("%s: a lone raw layer runs no jobs",
+		       dm_device_name(dm_table_get_md(cc->ti->table)));
+		return -EINVAL;
+	}
+	if (!strcasecmp(argv[0], "stream"))
+		r = message_stream(cc, argc, argv);
+	else if (!strcasecmp(argv[0], "commit"))
+		r = message_commit(cc, argc, argv);
+	else if (!strcasecmp(argv[0], "job"))
+		r = message_job(cc, argc, argv);
+	if (r == -EINVAL)
+		DMWARN("%s: invalid message '%s%s%s': want 'stream [<base>]', 'commit <top> <base>' or 'job pause|resume|cancel|bandwidth <bytes/s>'",
+		       dm_device_name(dm_table_get_md(cc->ti->table)), argv[0],
+		       argc > 1 ? " " : "", argc > 1 ? argv[1] : "");
+	return r;
+}
+
+/* ---- Status ---- */
+
+static const char *phase_name(struct chain_job *job)
+{
+	if (job->cancelled)
+		return "cancelled";
+	switch (job->phase) {
+	case DM_CHAIN_PHASE_RUNNING:
+		return job->paused ? "paused" : "running";
+	case DM_CHAIN_PHASE_READY:
+		return "ready";
+	case DM_CHAIN_PHASE_COMPLETED:
+		return "completed";
+	case DM_CHAIN_PHASE_FAILED:
+		return "failed";
+	default:
+		return "-";
+	}
+}
+
+unsigned int chain_job_status(struct chain_c *cc, char *result,
+			      unsigned int maxlen, unsigned int sz)
+{
+	struct chain_job *job = cc->job;
+	unsigned long flags;
+	s64 elapsed;
+
+	if (!job) {
+		DMEMIT(" none - 0/0 0 0 0 -");
+		return sz;
+	}
+	spin_lock_irqsave(&job->lock, flags);
+	elapsed = ktime_to_ns(ktime_sub(ktime_get(), job->rate_start));
+	if (elapsed >= NSEC_PER_SEC) {
+		job->rate = div64_u64(job->rate_bytes * NSEC_PER_SEC, elapsed);
+		job->rate_bytes = 0;
+		job->rate_start = ktime_get();
+	}
+	DMEMIT(" %s %s %llu/%llu %llu %llu %u", type_names[job->type],
+	       phase_name(job), job->bytes_done, job->bytes_total,
+	       job->phase == DM_CHAIN_PHASE_RUNNING ? job->rate : 0,
+	       job->bandwidth, job->errors);
+	if (job->last_error)
+		DMEMIT(" %d", -job->last_error);
+	else
+		DMEMIT(" -");
+	spin_unlock_irqrestore(&job->lock, flags);
+	return sz;
+}

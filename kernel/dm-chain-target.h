@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * dm-chain target internals shared by the target (dm-chain-target.c) and
+ * the block jobs (dm-chain-job.c).
+ */
+#ifndef DM_CHAIN_TARGET_H
+#define DM_CHAIN_TARGET_H
+
+#include <linux/device-mapper.h>
+#include <linux/dm-kcopyd.h>
+#include <linux/mempool.h>
+#include <linux/workqueue.h>
+
+#include "dm-chain-metadata.h"
+
+struct chain_job;
+
+#define CELL_HASH_BITS		8
+#define MIN_CELLS		64
+#define COMMIT_PERIOD		HZ
+#define DEFAULT_NO_SPACE_TIMEOUT 60	/* seconds, as dm-thin */
+
+/* A cluster the worker is allocating; bios for it wait here. */
+struct chain_cell {
+	struct hlist_node node;
+	struct chain_c *cc;
+	struct bio *bio;	/* the bio that started the allocation */
+	struct bio_list waiters;
+	u64 vcluster;
+	u64 host;
+};
+
+/* A host cluster freed by a discard, reusable after the next commit. */
+struct chain_freed {
+	struct list_head list;
+	u64 host;
+};
+
+/* Per-bio data. */
+struct chain_bio {
+	struct chain_cell *publish;	/* publish this cell on completion */
+	bool commit_waited;		/* FUA completion already deferred */
+	bool mirrored;			/* the job already copied this write */
+	u64 vcluster;			/* where a write landed, for the job */
+	sector_t offset;		/* in the cluster, sectors */
+	sector_t len;
+};
+
+struct chain_c {
+	struct dm_target *ti;
+	struct dm_chain_metadata *cmd;	/* NULL for a lone raw layer */
+	unsigned int nr_layers;
+	bool base_raw;
+	unsigned int cluster_shift;	/* in sectors */
+	sector_t cluster_sectors;
+
+	bool ignore_discard;
+	bool discard_passdown;
+	bool error_if_no_space;
+	unsigned int no_space_timeout;	/* in seconds, 0 = forever */
+
+	/*
+	 * Protects the bio lists, the cell hash and out_of_space.  Nests
+	 * outside the metadata's own lock.
+	 */
+	spinlock_t lock;
+	struct bio_list deferred;	/* for the worker */
+	struct bio_list commit_waiters;	/* FLUSH and FUA: need a commit */
+	struct list_head freed;		/* struct chain_freed, for the commit */
+	struct bio_list no_space;	/* queued while the layer is full */
+	struct hlist_head cells[1 << CELL_HASH_BITS];
+	bool out_of_space;
+	bool commit_due;		/* set by the periodic commit */
+
+	struct workqueue_struct *wq;
+	struct work_struct worker;
+	struct delayed_work commit_work;
+	struct delayed_work no_space_work;
+	struct dm_kcopyd_client *kc;
+	mempool_t cell_pool;
+	struct chain_job *job;		/* NULL when no job was ever started */
+	struct chain_job *retired_jobs;	/* replaced jobs, freed at dtr */
+
+	/* A mirror destination named in the table (feature "mirror"). */
+	struct dm_dev *mirror_dev;
+	bool mirror_raw;
+	bool mirror_shallow;
+	bool dest_zeroed;
+	u64 bandwidth;			/* bytes/s from the table, 0 = none */
+
+	struct dm_dev *devs[];		/* bottom first; last is active */
+};
+
+static inline struct dm_dev *active_dev(struct chain_c *cc)
+{
+	return cc->devs[cc->nr_layers - 1];
+}
+
+/* Sectors of virtual cluster vc; the last one may be short. */
+static inline sector_t cluster_len(struct chain_c *cc, u64 vc)
+{
+	sector_t start = vc << cc->cluster_shift;
+
+	return min_t(sector_t, cc->cluster_sectors, cc->ti->len - start);
+}
+
+
+void chain_wake_worker(struct chain_c *cc);
+void chain_complete_list(struct bio_list *bios, blk_status_t status);
+struct chain_cell *chain_lock_cluster(struct chain_c *cc, u64 vc,
+				      struct bio *bio);
+void chain_release_cell(struct chain_cell *cell, bool publish, bool requeue);
+void chain_request_commit(struct chain_c *cc);
+void chain_commit_now(struct chain_c *cc);
+
+/* Block jobs: dm-chain-job.c */
+int chain_job_ctr(struct chain_c *cc, char *err, size_t err_len);
+void chain_job_dtr(struct chain_c *cc);
+int chain_job_message(struct chain_c *cc, unsigned int argc, char **argv);
+unsigned int chain_job_status(struct chain_c *cc, char *result,
+			      unsigned int maxlen, unsigned int sz);
+bool chain_job_end_io(struct chain_c *cc, struct bio *bio,
+		      struct chain_bio *pb);
+bool chain_job_mirroring(struct chain_c *cc);
+int chain_job_commit(struct chain_c *cc);
+void chain_job_committed(struct chain_c *cc);
+bool chain_job_wants_commit(struct chain_c *cc);
+void chain_job_presuspend(struct chain_c *cc);
+void chain_job_postsuspend(struct chain_c *cc);
+void chain_job_resume(struct chain_c *cc);
+
+#endif
