@@ -101,6 +101,7 @@ struct chain_job {
 	bool cancelled;
 	bool stopped;			/* suspended or being torn down */
 	u64 cursor;			/* next cluster to look at */
+	u64 low_failed;			/* lowest cluster whose copy failed */
 	unsigned int in_flight;		/* background syncs */
 	struct hlist_head syncs[1 << SYNC_HASH_BITS];
 	struct list_head retry;		/* background syncs to start again */
@@ -253,6 +254,38 @@ static void requeue_next(struct chain_sync *s)
 }
 
 /*
+ * Give up a background sync that waits on the retry list: the cursor goes
+ * back to its cluster so that the walk copies it again later.  job->lock
+ * held; the caller frees s and wakes job->idle.
+ */
+static void __drop_background(struct chain_job *job, struct chain_sync *s)
+{
+	list_del_init(&s->queue);
+	list_del(&s->bg);
+	job->in_flight--;
+	job->cursor = min(job->cursor, s->vc);
+}
+
+/* Drop every background sync on the retry list.  Process context. */
+static void drop_retries(struct chain_job *job)
+{
+	struct chain_sync *s, *tmp;
+	LIST_HEAD(dropped);
+
+	spin_lock_irq(&job->lock);
+	list_for_each_entry_safe(s, tmp, &job->retry, queue) {
+		if (s->bio)
+			continue;
+		__drop_background(job, s);
+		list_add(&s->queue, &dropped);
+	}
+	spin_unlock_irq(&job->lock);
+	list_for_each_entry_safe(s, tmp, &dropped, queue)
+		mempool_free(s, &job->sync_pool);
+	wake_up(&job->idle);
+}
+
+/*
  * A sync finished (or gave up): complete its bio, count it, and start the
  * next sync queued on the same cluster.  Process context.
  */
@@ -277,6 +310,8 @@ static void end_sync(struct chain_sync *s, int error)
 	if (background) {
 		job->in_flight--;
 		list_del(&s->bg);
+		if (error)
+			job->low_failed = min(job->low_failed, s->vc);
 		if (!error) {
 			job->bytes_done = min(job->bytes_done + s->bytes,
 					      job->bytes_total);
@@ -335,13 +370,11 @@ static void sync_retry_or_fail(struct chain_sync *s, int error)
 		spin_lock_irq(&job->lock);
 		list_add_tail(&s->queue, &job->retry);
 		spin_unlock_irq(&job->lock);
+		wake_up(&job->idle);
 		kick(job, JOB_RETRY_DELAY);
 		return;
 	}
-	spin_lock_irq(&job->lock);
-	hlist_add_head(&s->node, sync_bucket(job, s->vc));
-	spin_unlock_irq(&job->lock);
-	end_sync(s, error);
+	end_sync(s, error);	/* still in the running set: end_sync takes it out */
 }
 
 static void copy_done(int read_err, unsigned long write_err, void *context)
@@ -462,7 +495,8 @@ static void sync_data(struct chain_sync *s, struct dm_io_region *from)
 		/* Only the part a guest write touched. */
 		from->sector += s->offset;
 		to.sector += s->offset;
-		from->count = to.count = s->len;
+		from->count = s->len;
+		to.count = s->len;
 	}
 	dm_kcopyd_copy(cc->kc, from, 1, &to, 0, copy_done, s);
 }
@@ -618,15 +652,12 @@ static void run_retries(struct chain_job *job)
 	LIST_HEAD(list);
 	bool dead;
 
+	dead = READ_ONCE(job->cancelled) ||
+	       READ_ONCE(job->phase) == DM_CHAIN_PHASE_FAILED;
+	if (dead || READ_ONCE(job->stopped))
+		drop_retries(job);
 	spin_lock_irq(&job->lock);
 	list_splice_init(&job->retry, &list);
-	dead = job->cancelled || job->phase == DM_CHAIN_PHASE_FAILED;
-	list_for_each_entry_safe(s, tmp, &list, queue) {
-		if (!s->bio && (job->stopped || dead)) {
-			list_move_tail(&s->queue, &job->retry);
-			continue;
-		}
-	}
 	spin_unlock_irq(&job->lock);
 
 	list_for_each_entry_safe(s, tmp, &list, queue) {
@@ -818,7 +849,7 @@ static void fill_record(struct chain_job *job, struct dm_chain_job_record *rec,
 /* The lowest cluster whose copy may not be durable yet.  job->lock held. */
 static u64 __durable_cursor(struct chain_job *job)
 {
-	u64 low = job->cursor;
+	u64 low = min(job->cursor, job->low_failed);
 	struct chain_sync *s;
 
 	list_for_each_entry(s, &job->bg_syncs, bg)
@@ -866,8 +897,9 @@ int chain_job_commit(struct chain_c *cc)
 	if (job->dest && job->dest != cc->cmd)
 		release_dest_freed(job, &freed, !r);
 	if (r) {
-		job_failed(job, r);
-		return r;
+		/* The destination failed, the chain did not: it commits on. */
+		if (READ_ONCE(job->phase) != DM_CHAIN_PHASE_FAILED)
+			job_failed(job, r);
 	}
 	spin_lock_irq(&job->lock);
 	if (job->cancelled)
@@ -931,6 +963,7 @@ static struct chain_job *alloc_job(struct chain_c *cc)
 	INIT_DELAYED_WORK(&job->work, do_job);
 	INIT_WORK(&job->event_work, do_event);
 	job->base = DM_CHAIN_JOB_NO_LAYER;
+	job->low_failed = U64_MAX;
 	job->lo = -1;
 	job->src = cc->cmd;
 	job->nr_clusters = dm_chain_nr_clusters(cc->cmd);
@@ -938,15 +971,23 @@ static struct chain_job *alloc_job(struct chain_c *cc)
 				     JOB_IN_FLIGHT_BYTES >> (cc->cluster_shift + SECTOR_SHIFT),
 				     1, JOB_MAX_IN_FLIGHT);
 	job->bandwidth = cc->bandwidth;
-	job->bw_start = job->rate_start = ktime_get();
+	job->bw_start = ktime_get();
+	job->rate_start = job->bw_start;
 	return job;
 }
 
 /* Stop issuing and wait for background syncs.  May block. */
 static void quiesce(struct chain_job *job)
 {
+	spin_lock_irq(&job->lock);
+	job->stopped = true;
+	spin_unlock_irq(&job->lock);
 	cancel_delayed_work_sync(&job->work);
-	wait_event(job->idle, !READ_ONCE(job->in_flight));
+	/* A failing copy may land on the retry list while we wait. */
+	do {
+		drop_retries(job);
+	} while (!wait_event_timeout(job->idle, !READ_ONCE(job->in_flight),
+				     HZ / 10));
 	cancel_delayed_work_sync(&job->work);
 }
 
@@ -1243,7 +1284,8 @@ void chain_job_resume(struct chain_c *cc)
 		return;
 	spin_lock_irq(&job->lock);
 	job->stopped = false;
-	job->bw_start = job->rate_start = ktime_get();
+	job->bw_start = ktime_get();
+	job->rate_start = job->bw_start;
 	job->bw_issued = 0;
 	spin_unlock_irq(&job->lock);
 	kick(job, 0);
@@ -1356,6 +1398,7 @@ static int cancel_job(struct chain_c *cc)
 	job->cancelled = true;
 	spin_unlock_irq(&job->lock);
 	quiesce(job);
+	kick(job, 0);		/* guest writes waiting complete uncopied */
 	flush_workqueue(cc->wq);
 	chain_commit_now(cc);
 	dm_table_event(cc->ti->table);
@@ -1393,6 +1436,7 @@ static int message_job(struct chain_c *cc, unsigned int argc, char **argv)
 		if (job->phase == DM_CHAIN_PHASE_FAILED) {
 			/* Try again from the oldest cluster not done. */
 			job->cursor = __durable_cursor(job);
+			job->low_failed = U64_MAX;
 			job->phase = DM_CHAIN_PHASE_RUNNING;
 		}
 		job->event = true;

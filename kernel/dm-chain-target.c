@@ -34,7 +34,6 @@
 
 #define DM_MSG_PREFIX "chain"
 
-
 /* ---- Helpers ---- */
 
 static u64 bio_cluster(struct chain_c *cc, struct bio *bio)

@@ -104,7 +104,6 @@ static inline sector_t cluster_len(struct chain_c *cc, u64 vc)
 	return min_t(sector_t, cc->cluster_sectors, cc->ti->len - start);
 }
 
-
 void chain_wake_worker(struct chain_c *cc);
 void chain_complete_list(struct bio_list *bios, blk_status_t status);
 struct chain_cell *chain_lock_cluster(struct chain_c *cc, u64 vc,
