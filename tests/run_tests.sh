@@ -154,6 +154,8 @@ fi
 echo "TAP version 13"
 echo "1..$(( ${#htests[@]} + ${#kernels[@]} * (${#gtests[@]} + 1) ))"
 
+# Host tests that boot guests of their own (crash_jobs) use these kernels.
+export CHAIN_KERNELS="${kernels[*]}"
 for t in "${htests[@]}"; do
 	run_one "$t"
 done

@@ -1,0 +1,52 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# Hard power-off in the middle of every job type.  For each kernel in
+# $CHAIN_KERNELS (default 6.1): one guest builds four chains on a virtio
+# disk backed by a host file, starts a stream, a commit, an active commit
+# and a mirror (slowed to 64 KiB/s), writes and flushes during them, and is
+# killed (QEMU SIGKILL); a second guest re-creates the devices from the
+# same layers and checks that they show what was flushed, that every job
+# resumes from its record and finishes, and what each one wrote.
+set -uo pipefail
+HOST_DIR=$(cd "$(dirname "$0")" && pwd)
+TOP_DIR=$(cd "$HOST_DIR/../.." && pwd)
+
+read -r -a kernels <<< "${CHAIN_KERNELS:-${KVER:-6.1}}"
+echo "TAP version 13"
+echo "1..$((2 * ${#kernels[@]}))"
+nr=0 failed=0
+tap() {	# tap OK|FAIL DESC
+	nr=$((nr + 1))
+	if [ "$1" = OK ]; then echo "ok $nr - $2"; else echo "not ok $nr - $2"; failed=1; fi
+}
+
+for k in "${kernels[@]}"; do
+	work=$(mktemp -d /var/tmp/dm-chain-crash.XXXXXX)
+	truncate -s 420M "$work/disk"
+	"$TOP_DIR/tools/guest-run" -k "$k" -t 400 --disk "$work/disk" \
+		--outdir "$work" --kill-on KILL-NOW \
+		-- bash "$HOST_DIR/crash_jobs.guest" start "$work" > "$work/start.log" 2>&1
+	rc=$?
+	if [ $rc = 0 ] && grep -q KILL-NOW "$work/start.log"; then
+		tap OK "[$k] four jobs running, power cut"
+	else
+		tap FAIL "[$k] four jobs running, power cut (guest-run $rc)"
+		sed 's/^/# /' "$work/start.log" | tail -40
+		rm -rf "$work"
+		continue
+	fi
+	"$TOP_DIR/tools/guest-run" -k "$k" -t 600 --disk "$work/disk" \
+		--outdir "$work" -- bash "$HOST_DIR/crash_jobs.guest" check "$work" \
+		> "$work/check.log" 2>&1
+	rc=$?
+	sed 's/^/# /' "$work/check.log" | grep -E '^# (ok|not ok|failures)'
+	if [ $rc = 0 ]; then
+		tap OK "[$k] after reboot: same content, every job resumed and finished"
+	else
+		tap FAIL "[$k] after reboot (guest-run $rc)"
+		sed 's/^/# /' "$work/check.log" | tail -40
+	fi
+	rm -rf "$work"
+done
+exit $failed
