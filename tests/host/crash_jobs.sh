@@ -24,7 +24,7 @@ tap() {	# tap OK|FAIL DESC
 for k in "${kernels[@]}"; do
 	work=$(mktemp -d /var/tmp/dm-chain-crash.XXXXXX)
 	truncate -s 420M "$work/disk"
-	"$TOP_DIR/tools/guest-run" -k "$k" -t 400 --disk "$work/disk" \
+	"$TOP_DIR/tools/guest-run" -k "$k" -t 900 --disk "$work/disk" \
 		--outdir "$work" --kill-on KILL-NOW \
 		-- bash "$HOST_DIR/crash_jobs.guest" start "$work" > "$work/start.log" 2>&1
 	rc=$?
@@ -36,7 +36,7 @@ for k in "${kernels[@]}"; do
 		rm -rf "$work"
 		continue
 	fi
-	"$TOP_DIR/tools/guest-run" -k "$k" -t 600 --disk "$work/disk" \
+	"$TOP_DIR/tools/guest-run" -k "$k" -t 900 --disk "$work/disk" \
 		--outdir "$work" -- bash "$HOST_DIR/crash_jobs.guest" check "$work" \
 		> "$work/check.log" 2>&1
 	rc=$?
