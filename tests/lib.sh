@@ -217,3 +217,193 @@ pattern_file() {
 		for (i = 0; i < n; i++) printf "%-511s\n", "seed " s " sector " i
 	}' > "$1"
 }
+
+# ---------------------------------------------------------------- block jobs
+#
+#   TAP, plan last   tap_begin; ...; tap_end (for tests whose count of checks
+#                    depends on how far a case got; exits like tap_done)
+#   content          stamp_range / zero_range DEV MODEL ...; write_ops
+#   layer headers    layer_json FILE KEY; layer_flags FILE; layer_body_sum FILE
+#                    backing_names TOP; dev_layer_names NAME
+#                    layer_clean FILE; layer_invalidated FILE
+#   job status       job_field NAME FIELD; wait_job_phase NAME SECS PHASE...
+#   time             now; elapsed_at_least START END SECS
+#   loops            detach_loops DIR
+#   fixtures         save_files DIR FILE...; restore_files DIR
+
+CHAINADM=${CHAINADM:-$CHAIN_ROOT/userspace/chainadm}
+
+tap_begin() { echo "TAP version 13"; }
+
+tap_end() {
+	echo "1..$_tap_n"
+	tap_done
+}
+
+# stamp_range DEV MODEL TAG OFFSET LEN : write LEN bytes at byte OFFSET (both
+# multiples of 4 KiB) to DEV (O_DIRECT if it is a block device) and the same
+# bytes to the reference file MODEL.  Every 4 KiB block starts with
+# "TAG block N", N its 4 KiB block on the virtual disk, then spaces: a block
+# read from a wrong place, or shifted by any number of sectors, differs.
+stamp_range() {
+	local dev=$1 model=$2 tag=$3 off=$4 len=$5 direct=''
+	local tmp=${TMPDIR:-/tmp}/stamp.$$
+	[ -n "${_stamp_tmp:-}" ] || { _stamp_tmp=$tmp; on_exit rm -f "$tmp"; }
+	awk -v f=$((off / 4096)) -v n=$((len / 4096)) -v t="$tag" 'BEGIN {
+		for (i = f; i < f + n; i++) printf "%-4095s\n", t " block " i
+	}' > "$tmp" || return 1
+	[ -b "$dev" ] && direct=direct,
+	dd if="$tmp" of="$dev" bs=64K seek="$off" oflag=${direct}seek_bytes \
+		conv=notrunc status=none &&
+	dd if="$tmp" of="$model" bs=64K seek="$off" oflag=seek_bytes \
+		conv=notrunc status=none
+}
+
+# zero_range DEV MODEL OFFSET LEN [discard] : WRITE_ZEROES (or DISCARD) the
+# range of DEV; zeros into MODEL.  Whole clusters read as zeros after both.
+zero_range() {
+	local dev=$1 model=$2 off=$3 len=$4
+	if [ "${5:-}" = discard ]; then
+		blkdiscard -o "$off" -l "$len" "$dev" || return 1
+	else
+		blkdiscard -z -o "$off" -l "$len" "$dev" || return 1
+	fi
+	dd if=/dev/zero of="$model" bs=64K seek="$off" count="$len" \
+		oflag=seek_bytes iflag=count_bytes conv=notrunc status=none
+}
+
+# write_ops DEV MODEL TAG CLUSTER_BYTES OP... : apply OPs to DEV and MODEL:
+#   d:F:N      stamp whole clusters F .. F+N-1
+#   p:C:O:L    stamp L KiB at O KiB into cluster C (a partial write)
+#   z:F:N      WRITE_ZEROES whole clusters F .. F+N-1;  x:F:N  DISCARD them
+write_ops() {
+	local dev=$1 model=$2 tag=$3 cs=$4 op a b c
+	shift 4
+	for op in "$@"; do
+		IFS=: read -r op a b c <<< "$op"
+		case $op in
+		d) stamp_range "$dev" "$model" "$tag" $((a * cs)) $((b * cs)) ;;
+		p) stamp_range "$dev" "$model" "$tag" $((a * cs + b * 1024)) $((c * 1024)) ;;
+		z) zero_range "$dev" "$model" $((a * cs)) $((b * cs)) ;;
+		x) zero_range "$dev" "$model" $((a * cs)) $((b * cs)) discard ;;
+		*) echo "# write_ops: bad op $op" >&2; false ;;
+		esac || return 1
+	done
+}
+
+# layer_json FILE KEY : the first scalar KEY of `chainadm info --json FILE`
+# (unquoted; "null" for none).  Nested keys (mapped, zero) work: they are
+# unique in the output.
+layer_json() {
+	local out
+	out=$("$CHAINADM" info --json "$1") || return 1
+	printf '%s\n' "$out" | sed -n "s/^ *\"$2\": *//p" | head -n 1 |
+		sed 's/,$//; s/^"//; s/"$//'
+}
+
+# layer_flags FILE : the header's state flags, space-separated ("" if none).
+layer_flags() {
+	local out
+	out=$("$CHAINADM" info --json "$1") || return 1
+	printf '%s\n' "$out" | awk '
+		/"flags":/ { f = 1 }
+		f { s = s " " $0 }
+		f && /\]/ { exit }
+		END {
+			sub(/.*\[/, "", s); sub(/\].*/, "", s); gsub(/[",]/, " ", s)
+			$0 = s; $1 = $1; print
+		}'
+}
+
+layer_clean() { [ -z "$(layer_flags "$1")" ] && [ "$(layer_json "$1" job)" = false ]; }
+
+layer_invalidated() { layer_flags "$1" | grep -qw invalidated; }
+
+# layer_body_sum FILE : checksum of a chain layer without its two header
+# slots (the cluster table and the data area).
+layer_body_sum() { tail -c +8193 "$1" | sha256sum | cut -d' ' -f1; }
+
+# backing_names TOP : basenames of the layers `info --backing-chain` finds
+# from TOP down, space-separated, top first.
+backing_names() {
+	local out
+	out=$("$CHAINADM" info --backing-chain --json "$1") || return 1
+	printf '%s\n' "$out" | sed -n 's/^ *"filename": *"\(.*\)",\{0,1\}$/\1/p' |
+		xargs -r -n 1 basename | paste -sd ' '
+}
+
+# dev_layer_names NAME : basenames of the files behind the device's table
+# layers, bottom first, space-separated.
+dev_layer_names() {
+	local out
+	out=$("$CHAINADM" status --json "$1") || return 1
+	printf '%s\n' "$out" | sed -n 's/^ *"filename": *"\(.*\)",\{0,1\}$/\1/p' |
+		xargs -r -n 1 basename | paste -sd ' '
+}
+
+# job_field NAME FIELD : one job word of the kernel status line (after the
+# six chain words): type phase done total rate bandwidth errors last_error.
+job_field() {
+	local line n
+	line=$(dmsetup status "$1") || return 1
+	case $2 in
+	type) n=10 ;; phase) n=11 ;; done) n=12 ;; total) n=12 ;;
+	rate) n=13 ;; bandwidth) n=14 ;; errors) n=15 ;; last_error) n=16 ;;
+	*) return 1 ;;
+	esac
+	# "0 <len> chain" and six chain words come first.
+	echo "$line" | awk -v n=$n -v f="$2" '{
+		w = $n
+		if (f == "done") sub(/\/.*/, "", w)
+		if (f == "total") sub(/.*\//, "", w)
+		print w
+	}'
+}
+
+# wait_job_phase NAME SECS PHASE... : poll the status until the job is in
+# one of PHASEs; 1 after SECS seconds (the phase it was in is printed).
+wait_job_phase() {
+	local name=$1 secs=$2 p end want
+	shift 2
+	end=$(($(date +%s) + secs))
+	while :; do
+		p=$(job_field "$name" phase)
+		for want in "$@"; do
+			[ "$p" = "$want" ] && return 0
+		done
+		if [ "$(date +%s)" -ge $end ]; then
+			echo "# $name: job phase '$p' after $secs s, expected: $*"
+			return 1
+		fi
+		sleep 0.2
+	done
+}
+
+now() { date +%s.%N; }
+
+# elapsed_at_least START END SECS : END - START >= SECS (decimals allowed).
+elapsed_at_least() {
+	awk -v s="$1" -v e="$2" -v m="$3" 'BEGIN { exit !(e - s >= m) }'
+}
+
+# detach_loops DIR : detach the loop devices of files under DIR.
+detach_loops() {
+	losetup -a | grep -F "($1/" | cut -d: -f1 | xargs -r -n 1 losetup -d
+}
+
+# save_files DIR FILE... / restore_files DIR : keep pristine copies of
+# layer files (sparse, all from one directory) in DIR and put them back at
+# the same paths, so a chain is built once and every case starts from it
+# (backing hints stay valid).  Detach the files first: restore writes into
+# the same inodes.
+save_files() {
+	local dir=$1
+	shift
+	mkdir -p "$dir" && cp --sparse=always "$@" "$dir/" &&
+	dirname "$1" > "$dir/.from"
+}
+
+restore_files() {
+	local from
+	read -r from < "$1/.from" && cp --sparse=always "$1"/* "$from/"
+}

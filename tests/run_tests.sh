@@ -13,7 +13,7 @@
 #	Inside a guest (tools/guest-run calls this): run the guest tests here.
 #
 # TEST is a name like "smoke", "guest/smoke" or "host/format"; default all
-# (or $TESTS).  Kernels default to $KERNELS, else $KVER, else 6.1.
+# (or $TESTS) but the slow ones listed in tests/settings unless SLOW=1.  Kernels default to $KERNELS, else $KVER, else 6.1.
 # A test exits 0 pass, 1 fail, 4 skip; anything else is a failure.  The
 # per-test time limit is in tests/settings; the kernel log is checked
 # after every guest test.
@@ -47,12 +47,25 @@ fi
 per_test_timeout=$(sed -n 's/^timeout=//p' "$tests_dir/settings" 2>/dev/null)
 per_test_timeout=${TEST_TIMEOUT:-${per_test_timeout:-600}}
 
+# Tests too slow for one CI run on both kernels (tests/settings "slow=");
+# they run when named, or with SLOW=1.
+read -r -a slow_tests <<< "$(sed -n 's/^slow=//p' "$tests_dir/settings" 2>/dev/null)"
+
+is_slow() {
+	local t
+	for t in "${slow_tests[@]}"; do [ "$t" = "$1" ] && return 0; done
+	return 1
+}
+
 # list KIND : the selected executable tests/KIND/*.sh, as KIND/name.
 list() {
 	local kind=$1 f name s
 	for f in "$tests_dir/$kind"/*.sh; do
 		[ -x "$f" ] || continue
 		name=$(basename "$f" .sh)
+		if [ ${#selected[@]} -eq 0 ] && [ "${SLOW:-0}" != 1 ] && is_slow "$name"; then
+			continue
+		fi
 		if [ ${#selected[@]} -gt 0 ]; then
 			for s in "${selected[@]}"; do
 				s=${s%.sh}; s=${s#tests/}

@@ -252,6 +252,54 @@ int chain_from_list(struct chain *c, char *const *paths, unsigned int n,
 	return 0;
 }
 
+void chain_remove(struct chain *c, unsigned int from, unsigned int to)
+{
+	unsigned int i;
+
+	for (i = from; i <= to; i++)
+		layer_close(&c->layer[i]);
+	memmove(&c->layer[from], &c->layer[to + 1],
+		(c->n - to - 1) * sizeof(c->layer[0]));
+	c->n -= to - from + 1;
+}
+
+int chain_push_top(struct chain *c, const char *path, bool raw)
+{
+	struct layer *l = &c->layer[c->n];
+	const struct layer *lower = c->n ? &c->layer[c->n - 1] : NULL;
+	int r = 0;
+
+	if (c->n == DM_CHAIN_MAX_LAYERS) {
+		errmsg(path, "the chain would be deeper than %u layers",
+		       DM_CHAIN_MAX_LAYERS);
+		return -1;
+	}
+	if (raw && lower) {
+		errmsg(path, "a raw device can only be the bottom layer");
+		return -1;
+	}
+	if (layer_open(l, path, O_RDONLY))
+		return -1;
+	l->raw = raw;
+	if (!raw)
+		r = layer_load_header(l);
+	if (!r && !raw && lower)
+		r = lower->raw ? check_raw_link(lower, l) :
+		    check_chain_link(lower, l) || check_unique(c, l) ? -1 : 0;
+	if (!r && !raw && !lower &&
+	    l->info.backing_type != DM_CHAIN_BACKING_NONE) {
+		errmsg(path, "has a backing layer (hint '%s') but is the only layer",
+		       l->info.backing_hint);
+		r = -1;
+	}
+	if (r) {
+		layer_close(l);
+		return -1;
+	}
+	c->n++;
+	return 0;
+}
+
 int chain_check_usable(const struct chain *c)
 {
 	unsigned int i;

@@ -27,6 +27,12 @@ int chain_discover(struct chain *c, const char *top);
 int chain_from_list(struct chain *c, char *const *paths, unsigned int n,
 		    bool raw_base);
 
+/* Close layers [from, to] and move the ones above down. */
+void chain_remove(struct chain *c, unsigned int from, unsigned int to);
+
+/* Open path as a new layer on top of c, verifying its link to the top. */
+int chain_push_top(struct chain *c, const char *path, bool raw);
+
 /*
  * Whether the kernel will accept every layer's flags: refuses (with a
  * message naming the remedy) a needs-check or an invalidated layer.

@@ -21,6 +21,8 @@ enum {
 	EXIT_USAGE = 1,		/* bad command line */
 	EXIT_FAIL = 2,		/* an operation failed */
 	EXIT_INCONSISTENT = 3,	/* check found an inconsistency */
+	EXIT_JOB_FAILED = 4,	/* the block job failed (I/O error) */
+	EXIT_JOB_GONE = 5,	/* the job was cancelled by someone else or vanished */
 };
 
 struct verb {
@@ -63,5 +65,10 @@ int cmd_list(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_map(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_commit(int argc, char **argv);
+int cmd_copy(int argc, char **argv);
+int cmd_job(int argc, char **argv);
+int cmd_recover(int argc, char **argv);
 
 #endif

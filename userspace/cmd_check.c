@@ -24,7 +24,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "layer.h"
 
@@ -155,34 +154,20 @@ static int check_table(struct check *ck)
 static int clear_needs_check(struct check *ck)
 {
 	struct dm_chain_layer_info info = ck->l.info;
-	__u8 block[DM_CHAIN_BLOCK_SIZE];
-	off_t off;
-	int slot;
+	int r;
 
 	if (!(info.flags & DM_CHAIN_FLAG_NEEDS_CHECK)) {
 		note(ck, "the needs-check flag is not set: nothing to clear");
 		return 0;
 	}
 	info.flags &= ~DM_CHAIN_FLAG_NEEDS_CHECK;
-	info.generation++;
-	slot = info.generation % DM_CHAIN_HEADER_SLOTS;
-	if (slot == ck->l.info.slot) {
-		/* Writing there could tear the only valid header. */
-		errmsg(ck->l.path, "generation %llu is in header slot %d, against the generation mod 2 rule: not clearing the needs-check flag",
-		       (unsigned long long)ck->l.info.generation, slot);
-		return -EINVAL;
-	}
-	info.slot = slot;
-	dm_chain_header_pack(&info, block);
-	off = (off_t)slot * DM_CHAIN_BLOCK_SIZE;
-	if (pwrite(ck->l.fd, block, sizeof(block), off) != (ssize_t)sizeof(block) ||
-	    fsync(ck->l.fd)) {
-		errmsg(ck->l.path, "cannot write header slot %d: %s", slot,
-		       strerror(errno));
-		return -EIO;
+	r = layer_write_header(&ck->l, &info);
+	if (r) {
+		errmsg(ck->l.path, "the needs-check flag stays set");
+		return r;
 	}
 	note(ck, "needs-check flag cleared: generation %llu written to header slot %d",
-	     (unsigned long long)info.generation, slot);
+	     (unsigned long long)info.generation, info.slot);
 	return 0;
 }
 

@@ -1,11 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * The verbs that act on live chain devices: create, remove, list, status
- * and snapshot.
- *
- * The dm table is the truth about a chain; nothing else is recorded.
- * Files are attached to loop devices with autoclear, so removing the dm
- * device detaches them, and a failed create only has to close its fds.
+ * and snapshot.  The shared machinery is in device.c.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -16,10 +12,9 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
-#include "chain.h"
 #include "device.h"
+#include "job.h"
 #include "json.h"
-#include "loop.h"
 
 /* Table feature arguments, see Documentation/dm-chain.rst. */
 enum {
@@ -33,6 +28,7 @@ enum {
 };
 
 #define FEATURES_MAX	4
+#define FEATURES_LEN	(FEATURES_MAX * 32 + 8)
 
 struct features {
 	unsigned int n;
@@ -70,100 +66,12 @@ static void features_str(const struct features *f, char *buf, size_t len)
 		n += snprintf(buf + n, len - n, " %s", f->word[i]);
 }
 
-int load_chain_device(const char *name, struct dm_target_line *line,
-		      struct chain_table *t)
-{
-	if (dm_op_table(name, line))
-		return -1;
-	if (!line->type || strcmp(line->type, CHAIN_TARGET)) {
-		errmsg(name, "not a chain device (target %s)",
-		       line->type ? line->type : "none: no table loaded");
-		dm_target_line_free(line);
-		return -1;
-	}
-	if (table_parse(name, line->params, t)) {
-		dm_target_line_free(line);
-		return -1;
-	}
-	return 0;
-}
-
-static int check_name(const char *name)
+int check_name(const char *name)
 {
 	if (!*name || strchr(name, '/'))
 		return usage_error("'%s' is not a device name (no '/', not empty)",
 				   name);
 	return 0;
-}
-
-/* Make every layer a block device; files get a loop device, kept in fds. */
-static int attach_layers(const struct chain *c, struct chain_table *t,
-			 int *fds)
-{
-	unsigned int i;
-	struct stat st;
-
-	for (i = 0; i < c->n; i++) {
-		const struct layer *l = &c->layer[i];
-
-		if (l->blockdev) {
-			if (fstat(l->fd, &st)) {
-				errmsg(l->path, "cannot stat: %s", strerror(errno));
-				return -1;
-			}
-			t->dev[i] = st.st_rdev;
-			continue;
-		}
-		/* Only the active layer is written. */
-		fds[i] = loop_attach(l->path, i != c->n - 1, &t->dev[i]);
-		if (fds[i] < 0)
-			return -1;
-	}
-	return 0;
-}
-
-/* After the table holds them, or on failure: autoclear detaches unused. */
-static void close_fds(int *fds, unsigned int n)
-{
-	unsigned int i;
-
-	for (i = 0; i < n; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-}
-
-static uint64_t chain_sectors(const struct chain *c)
-{
-	const struct layer *top = &c->layer[c->n - 1];
-
-	return (top->raw ? top->size : top->info.virtual_size) >> 9;
-}
-
-static int create_device(const char *name, const struct chain *c,
-			 const struct features *f)
-{
-	struct chain_table t = { .n = c->n, .raw_base = c->layer[0].raw };
-	char feat[FEATURES_MAX * 32 + 8], size[SIZE_STR_LEN];
-	int fds[DM_CHAIN_MAX_LAYERS];
-	char *params = NULL;
-	int r = -1;
-
-	memset(fds, -1, sizeof(fds));
-	features_str(f, feat, sizeof(feat));
-	t.features = feat;
-	if (attach_layers(c, &t, fds))
-		goto out;
-	params = table_format(&t);
-	if (!params || dm_op_create(name, chain_sectors(c), params))
-		goto out;
-	printf("Created /dev/mapper/%s: %s, %u layer%s, active layer %s\n", name,
-	       size_str(chain_sectors(c) << 9, size, sizeof(size)), c->n,
-	       c->n > 1 ? "s" : "", c->layer[c->n - 1].path);
-	r = 0;
-out:
-	free(params);
-	close_fds(fds, c->n);
-	return r;
 }
 
 int cmd_create(int argc, char **argv)
@@ -180,6 +88,7 @@ int cmd_create(int argc, char **argv)
 	};
 	bool layers = false, raw_base = false;
 	struct features f = { .n = 0 };
+	char feat[FEATURES_LEN];
 	struct chain *c;
 	int opt, r = 0;
 
@@ -226,11 +135,10 @@ int cmd_create(int argc, char **argv)
 		return EXIT_FAIL;
 	r = layers ? chain_from_list(c, argv + optind + 1, argc - optind - 1, raw_base) :
 		     chain_discover(c, argv[optind + 1]);
-	if (!r)
-		r = chain_check_usable(c);
 	dm_op_init();
+	features_str(&f, feat, sizeof(feat));
 	if (!r)
-		r = create_device(argv[optind], c, &f);
+		r = create_with_job(argv[optind], c, feat);
 	chain_free(c);
 	return r ? EXIT_FAIL : EXIT_OK;
 }
@@ -276,12 +184,6 @@ int cmd_remove(int argc, char **argv)
 	dm_target_line_free(&line);
 	table_free(&t);
 	return dm_op_remove(argv[optind]) ? EXIT_FAIL : EXIT_OK;
-}
-
-static void layer_label(dev_t dev, char *buf, size_t len)
-{
-	if (dev_label(dev, buf, len))
-		snprintf(buf, len, "%u:%u", major(dev), minor(dev));
 }
 
 struct list_ctx {
@@ -346,17 +248,10 @@ int cmd_list(int argc, char **argv)
 	return r ? EXIT_FAIL : EXIT_OK;
 }
 
-struct status_report {
-	const char *name;
-	struct dm_info info;
-	struct dm_target_line line;
-	struct chain_table t;
-	struct chain_status s;
-};
-
-static void status_human(const struct status_report *st)
+static void status_human(const struct live *st)
 {
-	char size[SIZE_STR_LEN], label[PATH_MAX];
+	/* addr: "name[N]", a dm name has at most 127 bytes */
+	char size[SIZE_STR_LEN], label[PATH_MAX], addr[160];
 	unsigned int i;
 
 	printf("name: %s\ndevice: /dev/mapper/%s (%u:%u)\nstate: %s\n"
@@ -368,10 +263,12 @@ static void status_human(const struct status_report *st)
 	if (st->s.has_clusters)
 		printf("cluster size: %s\n",
 		       size_str(st->s.cluster_sectors << 9, size, sizeof(size)));
-	printf("layers: %u (bottom first)\n", st->t.n);
+	printf("layers: %u (bottom first: table index, name[N], type, device, file)\n",
+	       st->t.n);
 	for (i = 0; i < st->t.n; i++) {
 		layer_label(st->t.dev[i], label, sizeof(label));
-		printf("  %u %-5s %u:%u %s%s\n", i,
+		snprintf(addr, sizeof(addr), "%s[%u]", st->name, st->t.n - 1 - i);
+		printf("  %u %s %-5s %u:%u %s%s\n", i, addr,
 		       !i && st->t.raw_base ? "raw" : "chain",
 		       major(st->t.dev[i]), minor(st->t.dev[i]), label,
 		       i == st->t.n - 1 ? " (active)" : "");
@@ -383,11 +280,19 @@ static void status_human(const struct status_report *st)
 	printf("metadata: %s\nneeds check: %s\nspace: %s\nfeatures: %s\n",
 	       st->s.mode, st->s.needs_check ? "yes" : "no",
 	       st->s.full ? "full" : "ok", *st->t.features ? st->t.features : "none");
+	if (st->t.mirror.present) {
+		layer_label(st->t.mirror.dest, label, sizeof(label));
+		printf("mirror: %s (%s, %s)\n", label,
+		       st->t.mirror.raw ? "raw" : "chain",
+		       st->t.mirror.shallow ? "shallow" : "full");
+	}
+	if (st->s.job.supported)
+		job_print_human(&st->s.job, "job ");
 }
 
-static void status_json(const struct status_report *st)
+static void status_json(const struct live *st)
 {
-	char label[PATH_MAX], dev[32];
+	char label[PATH_MAX], dev[32], addr[160];
 	struct json j;
 	unsigned int i;
 
@@ -411,6 +316,8 @@ static void status_json(const struct status_report *st)
 		snprintf(dev, sizeof(dev), "%u:%u", major(st->t.dev[i]),
 			 minor(st->t.dev[i]));
 		json_open(&j, NULL, '{');
+		snprintf(addr, sizeof(addr), "%s[%u]", st->name, st->t.n - 1 - i);
+		json_str(&j, "address", addr);
 		json_str(&j, "type", !i && st->t.raw_base ? "raw" : "chain");
 		json_str(&j, "device", dev);
 		json_str(&j, "filename", label);
@@ -421,13 +328,21 @@ static void status_json(const struct status_report *st)
 	json_bool(&j, "needs-check", st->s.needs_check);
 	json_bool(&j, "space-full", st->s.full);
 	json_str(&j, "features", st->t.features);
+	if (st->t.mirror.present) {
+		layer_label(st->t.mirror.dest, label, sizeof(label));
+		json_str(&j, "mirror", label);
+	}
+	if (st->s.job.supported) {
+		json_open(&j, "job", '{');
+		job_print_json(&j, &st->s.job);
+		json_close(&j, '}');
+	}
 	json_close(&j, '}');
 }
 
 int cmd_status(int argc, char **argv)
 {
-	struct status_report st = { .name = NULL };
-	struct dm_target_line sline;
+	struct live lv;
 	bool json = false;
 	int r = parse_simple(argc, argv, &json);
 
@@ -435,94 +350,15 @@ int cmd_status(int argc, char **argv)
 		return r > 0 ? EXIT_OK : EXIT_USAGE;
 	if (optind != argc - 1)
 		return usage_error("expects one device name");
-	st.name = argv[optind];
 	dm_op_init();
-	if (dm_op_info(st.name, &st.info) ||
-	    load_chain_device(st.name, &st.line, &st.t))
+	if (live_open(&lv, argv[optind]))
 		return EXIT_FAIL;
-	r = dm_op_status(st.name, &sline);
-	if (!r && !sline.type) {
-		errmsg(st.name, "has no live table");
-		r = -1;
-	}
-	if (!r)
-		r = status_parse(st.name, sline.params, &st.s);
-	if (!r && json)
-		status_json(&st);
-	else if (!r)
-		status_human(&st);
-	dm_target_line_free(&sline);
-	dm_target_line_free(&st.line);
-	table_free(&st.t);
-	return r ? EXIT_FAIL : EXIT_OK;
-}
-
-/*
- * Make the new table live.  Suspend flushes the active layer and queues
- * new I/O, resume swaps the tables and replays it: the user of the disk
- * sees a pause, never an error.  If the swap fails the old table is
- * brought back.
- */
-static int swap_table(const char *name, uint64_t sectors, const char *params)
-{
-	if (dm_op_load(name, sectors, params))
-		return -1;
-	if (dm_op_suspend(name)) {
-		dm_op_clear(name);
-		return -1;
-	}
-	if (!dm_op_resume(name))
-		return 0;
-	dm_op_clear(name);
-	if (dm_op_resume(name))
-		errmsg(name, "the device stays suspended: resume it with 'dmsetup resume %s'",
-		       name);
-	return -1;
-}
-
-/* Format overlay over the active layer of the live table t. */
-static int format_overlay(const char *overlay, uint64_t layer_size,
-			  const struct dm_target_line *line,
-			  const struct chain_table *t)
-{
-	char node[PATH_MAX], hint[PATH_MAX];
-	dev_t top = t->dev[t->n - 1];
-	struct format_req req = {
-		.path = overlay,
-		.virtual_size = line->len << 9,
-		.layer_size = layer_size,
-		.backing = node,
-		/* From the table, never probed: a raw disk may hold anything. */
-		.backing_type = t->n == 1 && t->raw_base ? DM_CHAIN_BACKING_RAW :
-							   DM_CHAIN_BACKING_CHAIN,
-		.hint = hint,
-		.quiet = true,
-	};
-
-	if (dev_path(top, node, sizeof(node)) || dev_label(top, hint, sizeof(hint)))
-		return -1;
-	return format_layer(&req);
-}
-
-/* The new overlay as a block device; a file gets a loop device in *fd. */
-static int attach_overlay(const char *overlay, dev_t *dev, int *fd,
-			  bool *blockdev)
-{
-	struct stat st;
-
-	*fd = -1;
-	*blockdev = false;
-	if (stat(overlay, &st)) {
-		errmsg(overlay, "cannot stat: %s", strerror(errno));
-		return -1;
-	}
-	*blockdev = S_ISBLK(st.st_mode);
-	if (*blockdev) {
-		*dev = st.st_rdev;
-		return 0;
-	}
-	*fd = loop_attach(overlay, false, dev);
-	return *fd < 0 ? -1 : 0;
+	if (json)
+		status_json(&lv);
+	else
+		status_human(&lv);
+	live_close(&lv);
+	return EXIT_OK;
 }
 
 static int snapshot(const char *name, const char *overlay, uint64_t layer_size)
@@ -530,8 +366,8 @@ static int snapshot(const char *name, const char *overlay, uint64_t layer_size)
 	struct dm_target_line line;
 	struct chain_table t;
 	char *params = NULL;
-	bool blockdev;
-	int fd, r = -1;
+	struct stat st;
+	int fd = -1, r = -1;
 
 	if (load_chain_device(name, &line, &t))
 		return -1;
@@ -540,15 +376,15 @@ static int snapshot(const char *name, const char *overlay, uint64_t layer_size)
 		       DM_CHAIN_MAX_LAYERS);
 		goto out;
 	}
-	if (format_overlay(overlay, layer_size, &line, &t))
+	if (format_over(overlay, layer_size, line.len, 0, &t, t.n - 1))
 		goto out;
-	if (!attach_overlay(overlay, &t.dev[t.n], &fd, &blockdev)) {
+	if (!attach_path(overlay, false, &t.dev[t.n], &fd)) {
 		t.n++;
 		params = table_format(&t);
 	}
 	if (params)
 		r = swap_table(name, line.len, params);
-	if (r && !blockdev)
+	if (r && !stat(overlay, &st) && !S_ISBLK(st.st_mode))
 		unlink(overlay);	/* a file this call created, never used */
 	if (!r)
 		printf("%s: new active layer %s\n", name, overlay);

@@ -6,6 +6,7 @@
 #include <getopt.h>
 
 #include "chain.h"
+#include "job.h"
 #include "json.h"
 
 static const char *const flag_names[] = { "needs-check", "invalidated" };
@@ -43,6 +44,78 @@ static bool job_recorded(const struct dm_chain_layer_info *info)
 	return false;
 }
 
+/* A table index of the record, as text: "none" for NO_LAYER. */
+static void index_str(uint32_t idx, char *buf, size_t len)
+{
+	if (idx == DM_CHAIN_JOB_NO_LAYER)
+		snprintf(buf, len, "none");
+	else
+		snprintf(buf, len, "%u", idx);
+}
+
+static void print_record_human(const struct layer *l)
+{
+	struct job_record rec;
+	char top[16], base[16], dest[UUID_STR_LEN];
+
+	if (!job_recorded(&l->info)) {
+		printf("job: none\n");
+		return;
+	}
+	if (job_record_get(&l->info, l->path, &rec) || !rec.present) {
+		printf("job: recorded, unreadable\n");
+		return;
+	}
+	index_str(rec.top, top, sizeof(top));
+	index_str(rec.base, base, sizeof(base));
+	printf("job: %s, phase %s, table index top %s, base %s, %llu of %llu bytes done\n",
+	       job_type_name(rec.type), job_phase_name(rec.phase), top, base,
+	       (unsigned long long)rec.done, (unsigned long long)rec.total);
+	if (rec.type == DM_CHAIN_JOB_MIRROR) {
+		uuid_str(rec.dest_uuid, dest);
+		printf("job destination: %s (%s%s%s)\n",
+		       rec.dest_hint[0] ? rec.dest_hint : "-",
+		       rec.flags & DM_CHAIN_JOB_DEST_RAW ? "raw" : dest,
+		       rec.flags & DM_CHAIN_JOB_SHALLOW ? ", shallow" : "",
+		       rec.flags & DM_CHAIN_JOB_DEST_ZEROED ? ", zeroed" : "");
+	}
+}
+
+static void print_record_json(struct json *j, const struct layer *l)
+{
+	struct job_record rec;
+	char u[UUID_STR_LEN];
+
+	if (!job_recorded(&l->info) ||
+	    job_record_get(&l->info, l->path, &rec) || !rec.present)
+		return;
+	json_open(j, "job-record", '{');
+	json_str(j, "type", job_type_name(rec.type));
+	json_str(j, "phase", job_phase_name(rec.phase));
+	if (rec.top != DM_CHAIN_JOB_NO_LAYER)
+		json_u64(j, "top-index", rec.top);
+	else
+		json_str(j, "top-index", NULL);
+	if (rec.base != DM_CHAIN_JOB_NO_LAYER)
+		json_u64(j, "base-index", rec.base);
+	else
+		json_str(j, "base-index", NULL);
+	json_u64(j, "cursor", rec.cursor);
+	json_u64(j, "bytes-done", rec.done);
+	json_u64(j, "bytes-total", rec.total);
+	json_u64(j, "bandwidth", rec.bandwidth);
+	json_bool(j, "shallow", rec.flags & DM_CHAIN_JOB_SHALLOW);
+	json_bool(j, "paused", rec.flags & DM_CHAIN_JOB_PAUSED);
+	if (rec.type == DM_CHAIN_JOB_MIRROR) {
+		json_str(j, "destination", rec.dest_hint[0] ? rec.dest_hint : NULL);
+		json_bool(j, "destination-raw", rec.flags & DM_CHAIN_JOB_DEST_RAW);
+		uuid_str(rec.dest_uuid, u);
+		json_str(j, "destination-uuid",
+			 rec.flags & DM_CHAIN_JOB_DEST_RAW ? NULL : u);
+	}
+	json_close(j, '}');
+}
+
 static uint64_t allocated_clusters(const struct dm_chain_layer_info *info)
 {
 	return info->data_end - (info->data_offset >> info->cluster_shift);
@@ -75,9 +148,9 @@ static void print_human(const struct layer *l, const struct entry_counts *c)
 	       (unsigned long long)info->nr_clusters,
 	       (unsigned long long)c->mapped, (unsigned long long)c->zero,
 	       (unsigned long long)c->absent);
-	printf("allocated clusters: %llu\njob: %s\n",
-	       (unsigned long long)allocated_clusters(info),
-	       job_recorded(info) ? "recorded" : "none");
+	printf("allocated clusters: %llu\n",
+	       (unsigned long long)allocated_clusters(info));
+	print_record_human(l);
 }
 
 static void print_json(struct json *j, const struct layer *l,
@@ -118,6 +191,7 @@ static void print_json(struct json *j, const struct layer *l,
 		json_close(j, '}');
 		json_u64(j, "allocated-clusters", allocated_clusters(info));
 		json_bool(j, "job", job_recorded(info));
+		print_record_json(j, l);
 	}
 	json_close(j, '}');
 }

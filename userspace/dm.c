@@ -157,15 +157,17 @@ int dm_op_message(const char *name, const char *msg, char **response)
 {
 	struct dm_task *dmt = task_new(DM_DEVICE_TARGET_MSG, name, "message");
 	const char *resp;
+	char what[128];
 	int r;
 
 	if (!dmt)
 		return -1;
+	snprintf(what, sizeof(what), "message '%s'", msg);
 	r = dm_task_set_sector(dmt, 0) && dm_task_set_message(dmt, msg);
 	if (!r)
-		errmsg(name, "message '%s': cannot set up the task", msg);
+		errmsg(name, "%s: cannot set up the task", what);
 	else
-		r = task_run(dmt, name, "message");
+		r = task_run(dmt, name, what);
 	if (r && response) {
 		resp = dm_task_get_message_response(dmt);
 		*response = strdup(resp ? resp : "");
@@ -175,20 +177,33 @@ int dm_op_message(const char *name, const char *msg, char **response)
 	return r ? 0 : -1;
 }
 
-int dm_op_info(const char *name, struct dm_info *info)
+/* info->exists says whether there is such a device. */
+static int get_info(const char *name, struct dm_info *info)
 {
 	struct dm_task *dmt = task_new(DM_DEVICE_INFO, name, "info");
 	int r;
 
 	if (!dmt)
-		return -1;
+		return 0;
 	r = task_run(dmt, name, "info") && dm_task_get_info(dmt, info);
-	if (r && !info->exists) {
-		errmsg(name, "no such device-mapper device");
-		r = 0;
-	}
 	dm_task_destroy(dmt);
-	return r ? 0 : -1;
+	return r;
+}
+
+int dm_op_info(const char *name, struct dm_info *info)
+{
+	if (!get_info(name, info))
+		return -1;
+	if (!info->exists) {
+		errmsg(name, "no such device-mapper device: see chainadm list");
+		return -1;
+	}
+	return 0;
+}
+
+int dm_op_probe(const char *name, struct dm_info *info)
+{
+	return get_info(name, info) ? 0 : -1;
 }
 
 /* The first (for chain: only) target of the live table. */

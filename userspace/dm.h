@@ -31,6 +31,8 @@ int dm_op_clear(const char *name);
 int dm_op_remove(const char *name);
 int dm_op_message(const char *name, const char *msg, char **response);
 int dm_op_info(const char *name, struct dm_info *info);
+/* Like dm_op_info, but no such device is no error: info->exists says. */
+int dm_op_probe(const char *name, struct dm_info *info);
 int dm_op_status(const char *name, struct dm_target_line *line);
 int dm_op_table(const char *name, struct dm_target_line *line);
 int dm_op_wait_event(const char *name, uint32_t event_nr);

@@ -1,12 +1,22 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Offline access to one layer: open, read the header through the shared
- * validation code, scan the cluster table in chunks.
+ * Access to one layer: open, read the header through the shared
+ * validation code, scan the cluster table in chunks, write a new header.
  *
- * Nothing here writes to an existing layer.  chainadm writes in two places
- * only: format_layer() (format.c), to a layer it creates, and check
- * --clear-needs-check (cmd_check.c), one header slot of a layer that the
- * check found consistent.
+ * chainadm writes layers in two ways only: format_layer() (format.c) writes
+ * a layer it creates, and layer_write_header() writes the next header of an
+ * existing layer (check --clear-needs-check; the job verbs, through txn.c,
+ * while the device is suspended or not loaded).  A header write never
+ * touches the slot holding the current header: the new generation goes
+ * into slot generation % 2 and is flushed, so a torn write leaves the old
+ * header current.
+ *
+ * A layer in use by a live device is opened with O_DIRECT, so that the
+ * header read is what the kernel wrote through its bios and not a stale
+ * page of the page cache; header I/O therefore goes through 4 KiB aligned
+ * buffers.  Where the file system refuses O_DIRECT (tmpfs before 6.6) the
+ * layer is opened without it; the loop driver then goes through the same
+ * page cache.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +38,8 @@ int layer_open(struct layer *l, const char *path, int flags)
 
 	memset(l, 0, sizeof(*l));
 	l->fd = open(path, flags | O_CLOEXEC);
+	if (l->fd < 0 && errno == EINVAL && (flags & O_DIRECT))
+		l->fd = open(path, (flags & ~O_DIRECT) | O_CLOEXEC);
 	if (l->fd < 0) {
 		errmsg(path, "cannot open: %s", strerror(errno));
 		return -1;
@@ -82,12 +94,52 @@ static int read_exact(const struct layer *l, void *buf, size_t len,
 
 int layer_read_slots(const struct layer *l, void *blocks)
 {
+	__u8 buf[DM_CHAIN_TABLE_OFFSET] __attribute__((aligned(DM_CHAIN_BLOCK_SIZE)));
+
 	if (l->size < DM_CHAIN_TABLE_OFFSET) {
 		/* Let the shared code word the "truncated" verdict. */
 		memset(blocks, 0, DM_CHAIN_TABLE_OFFSET);
 		return 0;
 	}
-	return read_exact(l, blocks, DM_CHAIN_TABLE_OFFSET, 0, "header") ? -1 : 0;
+	if (read_exact(l, buf, sizeof(buf), 0, "header"))
+		return -1;
+	memcpy(blocks, buf, sizeof(buf));
+	return 0;
+}
+
+int layer_write_slot(const struct layer *l, int slot, const void *block)
+{
+	__u8 buf[DM_CHAIN_BLOCK_SIZE] __attribute__((aligned(DM_CHAIN_BLOCK_SIZE)));
+	off_t off = (off_t)slot * DM_CHAIN_BLOCK_SIZE;
+
+	memcpy(buf, block, sizeof(buf));
+	if (pwrite(l->fd, buf, sizeof(buf), off) != (ssize_t)sizeof(buf) ||
+	    fsync(l->fd)) {
+		errmsg(l->path, "cannot write header slot %d: %s", slot,
+		       strerror(errno ? errno : EIO));
+		return -EIO;
+	}
+	return 0;
+}
+
+int layer_write_header(struct layer *l, struct dm_chain_layer_info *info)
+{
+	__u8 block[DM_CHAIN_BLOCK_SIZE];
+	int r;
+
+	info->generation = l->info.generation + 1;
+	info->slot = info->generation % DM_CHAIN_HEADER_SLOTS;
+	if (info->slot == l->info.slot) {
+		/* Writing there could tear the only valid header. */
+		errmsg(l->path, "generation %llu is in header slot %d, against the generation mod 2 rule: not rewriting the header; run chainadm check on it",
+		       (unsigned long long)l->info.generation, l->info.slot);
+		return -EINVAL;
+	}
+	dm_chain_header_pack(info, block);
+	r = layer_write_slot(l, info->slot, block);
+	if (!r)
+		l->info = *info;
+	return r;
 }
 
 int layer_load_header(struct layer *l)

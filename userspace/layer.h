@@ -19,7 +19,10 @@ struct layer {
 	struct dm_chain_layer_info info;	/* valid unless raw */
 };
 
-/* Open path with flags (O_RDONLY or O_RDWR, O_EXCL allowed). */
+/*
+ * Open path with flags (O_RDONLY or O_RDWR, O_EXCL and O_DIRECT allowed;
+ * O_DIRECT is dropped where the file system refuses it).
+ */
 int layer_open(struct layer *l, const char *path, int flags);
 void layer_close(struct layer *l);
 
@@ -28,6 +31,17 @@ int layer_read_slots(const struct layer *l, void *blocks);
 
 /* Read and validate the header into l->info. */
 int layer_load_header(struct layer *l);
+
+/* Write one 4 KiB header slot as it is and flush it: 0 or -EIO. */
+int layer_write_slot(const struct layer *l, int slot, const void *block);
+
+/*
+ * Write info as the next header of l (loaded by layer_load_header()):
+ * generation + 1 into slot generation % 2, then fsync; l->info becomes
+ * info.  -EINVAL (nothing written) if the current header sits in that
+ * slot against the rule, -EIO if the write failed.
+ */
+int layer_write_header(struct layer *l, struct dm_chain_layer_info *info);
 
 /* True if either header slot carries the dm-chain magic. */
 bool slots_have_magic(const void *blocks);

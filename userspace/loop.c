@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -143,9 +144,22 @@ static int dev_node(dev_t dev, char *path, size_t len)
 	return r;
 }
 
+/* A dm device by its stable name, not by dm-N. */
+static int dm_node(dev_t dev, char *buf, size_t len)
+{
+	char name[128];
+
+	if (read_sysfs(dev, "dm/name", name, sizeof(name)))
+		return -1;
+	snprintf(buf, len, "/dev/mapper/%s", name);
+	return 0;
+}
+
 int dev_label(dev_t dev, char *buf, size_t len)
 {
 	if (!read_sysfs(dev, "loop/backing_file", buf, len))
+		return 0;
+	if (!dm_node(dev, buf, len))
 		return 0;
 	return dev_node(dev, buf, len);
 }
@@ -162,4 +176,71 @@ int dev_path(dev_t dev, char *path, size_t len)
 		return -1;
 	}
 	return 0;
+}
+
+int obj_identity(int fd, const char *path, struct obj_id *id)
+{
+	struct stat st;
+
+	memset(id, 0, sizeof(*id));
+	if (fd >= 0 ? fstat(fd, &st) : stat(path, &st)) {
+		errmsg(path, "cannot stat: %s", strerror(errno));
+		return -1;
+	}
+	id->file = !S_ISBLK(st.st_mode);
+	id->dev = id->file ? st.st_dev : st.st_rdev;
+	id->ino = id->file ? st.st_ino : 0;
+	return 0;
+}
+
+/*
+ * The loop driver reports its backing file by device and inode, so a file
+ * renamed or deleted since it was attached is still recognised (or not
+ * mistaken for a new file of the same name).
+ */
+int dev_identity(dev_t dev, struct obj_id *id)
+{
+	struct loop_info64 li;
+	char node[PATH_MAX], attr[PATH_MAX];
+	int fd, r;
+
+	memset(id, 0, sizeof(*id));
+	id->dev = dev;
+	if (read_sysfs(dev, "loop/backing_file", attr, sizeof(attr)))
+		return 0;	/* not a loop device (or one without a file) */
+	if (dev_path(dev, node, sizeof(node)))
+		return -1;
+	fd = open(node, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		errmsg(node, "cannot open: %s", strerror(errno));
+		return -1;
+	}
+	r = ioctl(fd, LOOP_GET_STATUS64, &li);
+	if (r)
+		errmsg(node, "cannot read the loop device status: %s", strerror(errno));
+	close(fd);
+	if (r)
+		return -1;
+	id->file = true;
+	id->dev = (dev_t)li.lo_device;
+	id->ino = (ino_t)li.lo_inode;
+	return 0;
+}
+
+bool same_obj(const struct obj_id *a, const struct obj_id *b)
+{
+	return a->file == b->file && a->dev == b->dev &&
+	       (!a->file || a->ino == b->ino);
+}
+
+int dev_read_only(dev_t dev)
+{
+	char val[16];
+
+	if (read_sysfs(dev, "ro", val, sizeof(val))) {
+		errmsg("sysfs", "cannot read the ro attribute of %u:%u",
+		       major(dev), minor(dev));
+		return -1;
+	}
+	return !strcmp(val, "1");
 }

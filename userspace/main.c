@@ -21,6 +21,11 @@
 	"     --no-space-timeout <seconds>\n" \
 	"                            queue writes that long when a layer is full\n"
 
+#define JOB_WAIT_OPTIONS \
+	"     --wait                 wait until the job completes or is ready,\n" \
+	"                            then end it as asked\n" \
+	"     --verbose              show the progress while waiting\n"
+
 static const struct verb verbs[] = {
 	{ "format", "[options] <file|device>",
 	  "Write a new, empty dm-chain layer; a file is created sparse.",
@@ -67,6 +72,57 @@ static const struct verb verbs[] = {
 	  "Draw which layer holds each cluster and what the guest sees.",
 	  " -w, --width <columns>      line width (default: the terminal's)\n",
 	  cmd_map },
+	{ "pull", "[options] <name>",
+	  "Pull the data of lower layers up into the active layer (stream).",
+	  "     --base <layer>         keep this layer and the ones below it\n"
+	  "                            (default: all, the active layer stands alone)\n"
+	  "     --bandwidth <MiB/s>    limit the copy rate (0: unlimited)\n"
+	  JOB_WAIT_OPTIONS
+	  "     --json                 print the job as JSON at the end\n",
+	  cmd_pull },
+	{ "commit", "[options] <name>",
+	  "Commit layers down into a lower one and drop them from the chain.",
+	  "     --top <layer>          the highest layer committed (default: the one\n"
+	  "                            below the active layer)\n"
+	  "     --base <layer>         the layer committed into (default: the bottom)\n"
+	  "     --active               commit the active layer too; the job then\n"
+	  "                            becomes ready and ends with a pivot or not\n"
+	  "     --pivot                when ready, make the base the active layer\n"
+	  "     --keep-overlay         when ready, end the job, keeping the chain\n"
+	  "     --force                commit into a base another device uses\n"
+	  "     --bandwidth <MiB/s>    limit the copy rate (0: unlimited)\n"
+	  JOB_WAIT_OPTIONS
+	  "     --json                 print the job as JSON at the end\n",
+	  cmd_commit },
+	{ "copy", "[options] <name> <dest>",
+	  "Copy the disk to a new file or device while it is in use (mirror).",
+	  "     --shallow              copy the active layer only; dest stands on the\n"
+	  "                            layer below it\n"
+	  "     --raw                  dest is a raw image, not a chain layer\n"
+	  "     --reuse-external       dest exists already (checked, not created)\n"
+	  "     --pivot                when ready, switch the device to dest\n"
+	  "     --finish               when ready, end the copy: dest keeps the disk\n"
+	  "                            of that moment, the device stays as it is\n"
+	  "     --bandwidth <MiB/s>    limit the copy rate (0: unlimited)\n"
+	  JOB_WAIT_OPTIONS
+	  "     --json                 print the job as JSON at the end\n",
+	  cmd_copy },
+	{ "job", "[options] <name>",
+	  "Show or control the block job of a device.",
+	  "     --info                 show the job (the default)\n"
+	  "     --abort                cancel the job, keeping the chain as it is\n"
+	  "     --pivot                when ready, switch to the new chain\n"
+	  "     --finish               when ready, end a copy (dest keeps the disk\n"
+	  "                            of that moment) or an active commit\n"
+	  "     --pause                stop issuing copies\n"
+	  "     --resume               go on after --pause, or retry a failed job\n"
+	  "     --bandwidth <MiB/s>    change the rate limit (0: unlimited)\n"
+	  JOB_WAIT_OPTIONS
+	  "     --json                 print JSON\n",
+	  cmd_job },
+	{ "recover", "<name> <top-layer>",
+	  "Assemble a chain whose job was cut short by a crash: old or new chain.",
+	  NULL, cmd_recover },
 };
 
 const struct verb *current_verb;
