@@ -36,7 +36,7 @@ BAD=tv_bad			# the dm device every refused table goes into
 
 [ -x "$CHAINADM" ] || skip_all "userspace/chainadm not built (make -C userspace)"
 
-tap_plan 77
+tap_plan 82
 kmsg_mark
 
 # ---------------------------------------------------------------- helpers
@@ -336,8 +336,19 @@ ctr_refuses "an unknown feature" "Unknown feature argument 'frobnicate'" \
 ctr_refuses "a feature count larger than the features given" \
 	"Invalid number of feature arguments" \
 	"0 $SECTORS chain 2 raw $LB $L1 2 ignore_discard"
-ctr_refuses "a feature count above 4" "Invalid number of feature arguments" \
-	"0 $SECTORS chain 2 raw $LB $L1 5 ignore_discard ignore_discard ignore_discard ignore_discard ignore_discard"
+ctr_refuses "a feature count above 10" "Invalid number of feature arguments" \
+	"0 $SECTORS chain 2 raw $LB $L1 11$(printf ' ignore_discard%.0s' $(seq 11))"
+ctr_refuses "a mirror feature without its three words" \
+	"Feature 'mirror' wants <dev> <raw|chain> <full|shallow>" \
+	"0 $SECTORS chain 2 raw $LB $L1 2 mirror $L1"
+ctr_refuses "an unknown mirror type" "Invalid mirror type 'qcow2'" \
+	"0 $SECTORS chain 2 raw $LB $L1 4 mirror $L1 qcow2 full"
+ctr_refuses "a shallow raw mirror" "A raw mirror destination cannot be shallow" \
+	"0 $SECTORS chain 2 raw $LB $L1 4 mirror $L1 raw shallow"
+ctr_refuses "a mirror onto a layer of the chain" "The mirror destination is layer 1 of the chain" \
+	"0 $SECTORS chain 2 raw $LB $L1 4 mirror $L1 chain full"
+ctr_refuses "bandwidth:abc" "Invalid bandwidth 'abc'" \
+	"0 $SECTORS chain 2 raw $LB $L1 1 bandwidth:abc"
 ctr_refuses "no_space_timeout:abc" "Invalid no_space_timeout 'abc'" \
 	"0 $SECTORS chain 2 raw $LB $L1 1 no_space_timeout:abc"
 # Words after the feature group are not part of the syntax.
