@@ -132,7 +132,9 @@ if fresh; then
 	# type, done and total every 0.2 s until the pull returns.
 	(
 		while kill -0 $BG 2>/dev/null; do
-			echo "$(job_field $DEV type) $(job_field $DEV "done") $(job_field $DEV total)"
+			# One status line per sample: three calls could straddle the
+			# table swap at the end of the pull.
+			dmsetup status $DEV | awk '{ split($12, d, "/"); print $10, d[1], d[2] }'
 			sleep 0.2
 		done
 	) > "$work/samples" 2>/dev/null &
