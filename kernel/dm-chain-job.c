@@ -124,7 +124,7 @@ struct chain_job {
 	struct delayed_work work;
 	struct work_struct event_work;
 	mempool_t sync_pool;
-	u8 written[DM_CHAIN_JOB_SIZE];	/* record handed to the last commit */
+	struct dm_chain_job_record written;	/* handed to the last commit */
 	struct chain_job *retired;	/* cc->retired_jobs list */
 };
 
@@ -841,9 +841,8 @@ static void fill_record(struct chain_job *job, struct dm_chain_job_record *rec,
 					   job->shallow ? cc->nr_layers - 1 : 0),
 		       DM_CHAIN_UUID_SIZE);
 	/* chainadm's hint for the destination's path survives */
-	memcpy(rec->dest_hint, ((struct dm_chain_job_record *)job->written)->dest_hint,
-	       DM_CHAIN_JOB_HINT_SIZE);
-	rec->hint_len = ((struct dm_chain_job_record *)job->written)->hint_len;
+	memcpy(rec->dest_hint, job->written.dest_hint, DM_CHAIN_JOB_HINT_SIZE);
+	rec->hint_len = job->written.hint_len;
 }
 
 /* The lowest cluster whose copy may not be durable yet.  job->lock held. */
@@ -907,7 +906,7 @@ int chain_job_commit(struct chain_c *cc)
 	else
 		fill_record(job, &rec, cursor);
 	spin_unlock_irq(&job->lock);
-	memcpy(job->written, &rec, sizeof(rec));
+	job->written = rec;
 	dm_chain_set_job(cc->cmd, &rec);
 	return 0;
 }
@@ -1175,7 +1174,7 @@ int chain_job_ctr(struct chain_c *cc, char *err, size_t err_len)
 		return -ENOMEM;
 	}
 	if (recorded)
-		memcpy(job->written, &rec, sizeof(rec));
+		job->written = rec;
 	if (cc->mirror_dev) {
 		job->type = DM_CHAIN_JOB_MIRROR;
 		if (recorded && rec.bandwidth && !cc->bandwidth)
