@@ -230,6 +230,8 @@ pattern_file() {
 #   time             now; elapsed_at_least START END SECS
 #   loops            detach_loops DIR
 #   fixtures         save_files DIR FILE...; restore_files DIR
+#   job tests        jobs_begin VERB [CMD...]; stack_build; stack_layers FIRST;
+#                    stack_fresh TOP
 
 CHAINADM=${CHAINADM:-$CHAIN_ROOT/userspace/chainadm}
 
@@ -406,4 +408,76 @@ save_files() {
 restore_files() {
 	local from
 	read -r from < "$1/.from" && cp --sparse=always "$1"/* "$from/"
+}
+
+# jobs_begin VERB [CMD...] : the start of a chainadm job test: root, a
+# guest, dmsetup and friends and CMDs, a chainadm that has VERB; TAP
+# begun, dm-chain and loop loaded, the kernel log marked.  $work is a
+# scratch directory, $DEV and $CHK two device names (the test's name);
+# all of them go at exit.
+jobs_begin() {
+	local verb=$1 name
+	shift
+	name=$(basename "$0" .sh)
+	require_root
+	require_guest
+	require_cmd dmsetup losetup sha256sum cmp "$@"
+	[ -x "$CHAINADM" ] || skip_all "userspace/chainadm not built"
+	tap_begin
+	chain_load_module || die "cannot load dm-chain"
+	"$CHAINADM" "$verb" --help >/dev/null 2>&1 || die "chainadm has no $verb verb"
+	modprobe loop
+	kmsg_mark
+	work=$(mktemp -d "/tmp/$name.XXXXXX")
+	DEV=$name
+	CHK=${name}_chk
+	on_exit rm -rf "$work"
+	on_exit detach_loops "$work"
+	on_exit "$CHAINADM" remove "$DEV"
+	on_exit "$CHAINADM" remove "$CHK"
+}
+
+# stack_layers FIRST : live snapshots and writes over $DEV for LAYERS[FIRST..]
+# ($work/<layer>.img), each layer's writes being write_ops OPS[l] in
+# clusters of $CS, into $work/model too; model.<layer> keeps the disk of the
+# moment <layer> was frozen.  A test's stack_hook L, if defined, runs after
+# layer L is written.  Ends with the device compared to the model.
+stack_layers() {
+	local l
+	for ((l = $1; l < ${#LAYERS[@]}; l++)); do
+		if [ "$l" -gt 0 ]; then
+			cp "$work/model" "$work/model.${LAYERS[l - 1]}" &&
+			"$CHAINADM" snapshot "$DEV" "$work/${LAYERS[l]}.img" >/dev/null ||
+				return 1
+		fi
+		# shellcheck disable=SC2086	# OPS[l] is a list of ops
+		write_ops "/dev/mapper/$DEV" "$work/model" "${LAYERS[l]}" "$CS" ${OPS[$l]} ||
+			return 1
+		if declare -F stack_hook >/dev/null; then
+			stack_hook "$l" || return 1
+		fi
+	done
+	cmp "/dev/mapper/$DEV" "$work/model"
+}
+
+# stack_build : the chain LAYERS[0] <- ... (see stack_layers) over a
+# formatted base of $SIZE bytes, built once; its files are saved for
+# stack_fresh and the device is removed.
+stack_build() {
+	"$CHAINADM" format -q --size "$SIZE" --cluster-size "$CS" "$work/${LAYERS[0]}.img" &&
+	truncate -s "$SIZE" "$work/model" &&
+	"$CHAINADM" create "$DEV" "$work/${LAYERS[0]}.img" >/dev/null &&
+	stack_layers 0 && "$CHAINADM" remove "$DEV" &&
+	save_files "$work/saved" "$work"/*.img
+}
+
+# stack_fresh TOP : $DEV over the saved layer files, TOP.img the active
+# layer; $CHK and any destination ($work/dest.*) are gone.
+stack_fresh() {
+	"$CHAINADM" remove "$DEV" >/dev/null 2>&1
+	"$CHAINADM" remove "$CHK" >/dev/null 2>&1
+	detach_loops "$work"
+	rm -f "$work"/dest.*
+	restore_files "$work/saved" &&
+	"$CHAINADM" create "$DEV" "$work/$1.img" >/dev/null
 }

@@ -4,16 +4,18 @@
 # tests/run_tests.sh - the dm-chain test runner (kselftest style, TAP 13).
 #
 #   tests/run_tests.sh [-k KVER]... [--host-only|--guest-only] [TEST...]
-#	On the host: run every executable tests/host/*.sh here, then boot one
-#	guest per kernel (tools/guest-run) and run every executable
-#	tests/guest/*.sh in it.  One TAP line per test file and one per guest
-#	boot (clean kernel log, exit status reported, in time); ends with
-#	"N passed, N failed[, N skipped]"; exits 1 if anything failed.
+#	Boot one guest per kernel (tools/guest-run; all at once unless
+#	GUEST_PARALLEL=0) to run every executable tests/guest/*.sh, and run
+#	every executable tests/host/*.sh here meanwhile.  One TAP line per
+#	test file and one per guest boot (clean kernel log, exit status
+#	reported, in time); ends with "N passed, N failed[, N skipped]";
+#	exits 1 if anything failed.
 #   tests/run_tests.sh --in-guest [TEST...]
 #	Inside a guest (tools/guest-run calls this): run the guest tests here.
 #
 # TEST is a name like "smoke", "guest/smoke" or "host/format"; default all
-# (or $TESTS) but the slow ones listed in tests/settings unless SLOW=1.  Kernels default to $KERNELS, else $KVER, else 6.1.
+# (or $TESTS) but any listed as slow= in tests/settings unless SLOW=1.
+# Kernels default to $KERNELS, else $KVER, else 6.1.
 # A test exits 0 pass, 1 fail, 4 skip; anything else is a failure.  The
 # per-test time limit is in tests/settings; the kernel log is checked
 # after every guest test.
@@ -98,12 +100,14 @@ summary() {
 
 # run_one KIND/NAME [in-guest] : run one test file, its output as comments.
 run_one() {
-	local t=$1 out rc reason
+	local t=$1 out rc reason start
 	out=$(mktemp /tmp/dm-chain-test.XXXXXX)
+	start=$(date +%s)
 	[ "${2:-}" = guest ] && echo "dm-chain-test: begin $t" > /dev/kmsg
 	(cd "$repo" && TEST_NAME=$t timeout -k 10 "$per_test_timeout" \
 		"$tests_dir/$t.sh" < /dev/null 2>&1) | tee "$out" | sed -u 's/^/# /'
 	rc=${PIPESTATUS[0]}
+	echo "# $t took $(( $(date +%s) - start )) s"
 	reason=
 	# A test that passed but left a kernel warning behind still fails.
 	if [ "${2:-}" = guest ] && [ $rc -eq 0 ]; then
@@ -167,24 +171,59 @@ fi
 echo "TAP version 13"
 echo "1..$(( ${#htests[@]} + ${#kernels[@]} * (${#gtests[@]} + 1) ))"
 
+# Every kernel's guest boots first, in the background, and the host tests
+# (crash_jobs boots guests of its own) run beside them: a TCG guest keeps
+# about one core busy, and CI has two.  The guests' output is read back
+# in order afterwards, the first one as it comes.  GUEST_PARALLEL=0 boots
+# them one after another, after the host tests.
+guest_timeout=$(( ${#gtests[@]} * (per_test_timeout + 15) + 30 ))
+gdir=$(mktemp -d /tmp/dm-chain-guests.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$gdir"' EXIT
+declare -A gpid=()
+
+boot() {	# boot KVER : the guest suite on KVER, output to $gdir/KVER
+	: > "$gdir/$1"
+	(cd "$repo" && "$repo/tools/guest-run" -k "$1" -t "$guest_timeout" \
+			-- tests/run_tests.sh --in-guest "${gtests[@]}" >> "$gdir/$1" 2>&1
+	 echo "@@guest-run-exit $?" >> "$gdir/$1") &
+	gpid[$1]=$!
+}
+
+parallel=${GUEST_PARALLEL:-1}
+if [ "$parallel" != 0 ]; then
+	for k in "${kernels[@]}"; do boot "$k"; done
+fi
+
 # Host tests that boot guests of their own (crash_jobs) use these kernels.
 export CHAIN_KERNELS="${kernels[*]}"
 for t in "${htests[@]}"; do
 	run_one "$t"
 done
 
-# One boot per kernel runs all selected guest tests; its TAP lines are
+# One boot per kernel ran all selected guest tests; its TAP lines are
 # renumbered into ours and everything else is passed on as comments.
 for k in "${kernels[@]}"; do
 	rel=$("$repo/tools/kver" "$k" 2>/dev/null) || rel=$k
-	echo "# booting $rel for: ${gtests[*]}"
+	[ "$parallel" != 0 ] || boot "$k"
+	echo "# guest $rel runs: ${gtests[*]}"
 	declare -A seen=()
 	grc=
-	guest_timeout=$(( ${#gtests[@]} * (per_test_timeout + 15) + 30 ))
-	while IFS= read -r line; do
+	# Follow the file as it grows, to the exit line the boot ends it with
+	# (guest-run's own time limit guarantees that line).
+	pending=
+	while :; do
+		if IFS= read -r chunk; then
+			line=$pending$chunk
+			pending=
+		else
+			pending=$pending$chunk
+			sleep 1
+			continue
+		fi
 		line=${line%$'\r'}
 		if [[ "$line" =~ ^@@guest-run-exit\ ([0-9]+)$ ]]; then
 			grc=${BASH_REMATCH[1]}
+			break
 		elif [[ "$line" =~ ^(not )?ok\ [0-9]+\ -\ ([^ ]+)(\ \#\ (.*))?$ ]]; then
 			name=${BASH_REMATCH[2]}
 			extra=${BASH_REMATCH[4]}
@@ -199,9 +238,8 @@ for k in "${kernels[@]}"; do
 		else
 			echo "# $line"
 		fi
-	done < <(cd "$repo" && "$repo/tools/guest-run" -k "$k" -t "$guest_timeout" \
-			-- tests/run_tests.sh --in-guest "${gtests[@]}" 2>&1
-		 echo "@@guest-run-exit $?")
+	done < "$gdir/$k"
+	wait "${gpid[$k]}"
 	for t in "${gtests[@]}"; do
 		[ -n "${seen[$t]:-}" ] || result fail "$t [$rel]" "no result: the guest died or timed out"
 	done

@@ -49,6 +49,7 @@ int parse_uint(const char *opt, const char *s, unsigned long max,
 const char *size_str(uint64_t bytes, char *buf, size_t len);
 void uuid_str(const __u8 *uuid, char *buf);	/* buf: 37 bytes */
 int uuid_random(__u8 *uuid);
+void test_stall(const char *point);
 
 #define SIZE_STR_LEN	32
 #define UUID_STR_LEN	37

@@ -224,6 +224,7 @@ static int complete(struct live *lv)
 	if (!r)
 		r = steps_complete(&s, &rec);
 	if (!r) {
+		test_stall("complete-headers");
 		keep_low = rec.base;
 		keep_high = rec.type == DM_CHAIN_JOB_STREAM ? lv->t.n - 1 : rec.top + 1;
 		ch.params = table_without(lv, keep_low, keep_high, "");
@@ -286,12 +287,15 @@ static int pivot(struct live *lv)
 		r = -1;
 	}
 	mirror = rec.type == DM_CHAIN_JOB_MIRROR;
-	if (!r)
+	if (!r) {
 		r = steps_pivot_intent(&s, &rec);
+		test_stall("pivot-intent");
+	}
 	if (!r && !mirror)
 		r = steps_pivot_commit(&s, &rec) ||
 		    live_make_writable(lv, rec.base, &ch.fd);
 	if (!r) {
+		test_stall("pivot-headers");
 		ch.params = mirror ? mirror_table(lv) :
 				     table_without(lv, rec.base, lv->t.n, "");
 		act = s.open(&s, s.n - 1);
@@ -299,6 +303,7 @@ static int pivot(struct live *lv)
 	r = change_commit(&ch);
 	/* The old chain stays a valid image of the moment of the pivot. */
 	if (!r && mirror) {
+		test_stall("pivot-swapped");
 		info = act->info;
 		memset(info.job, 0, sizeof(info.job));
 		if (layer_write_header(act, &info))

@@ -13,10 +13,13 @@
  *
  * A layer in use by a live device is opened with O_DIRECT, so that the
  * header read is what the kernel wrote through its bios and not a stale
- * page of the page cache; header I/O therefore goes through 4 KiB aligned
- * buffers.  Where the file system refuses O_DIRECT (tmpfs before 6.6) the
- * layer is opened without it; the loop driver then goes through the same
- * page cache.
+ * page of the page cache; header and table I/O therefore goes through
+ * 4 KiB aligned buffers.  Where the file system refuses O_DIRECT (tmpfs
+ * before 6.6) the layer is opened without it; the loop driver then goes
+ * through the same page cache.  A block device is always read with
+ * O_DIRECT, whoever asks: the kernel writes it with bios that never touch
+ * its page cache, so a page cached by an earlier read (chainadm map before
+ * a commit) would show the old table long after.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +54,12 @@ int layer_open(struct layer *l, const char *path, int flags)
 	}
 	if (S_ISBLK(st.st_mode)) {
 		l->blockdev = true;
+		flags = fcntl(l->fd, F_GETFL);
+		if (flags < 0 || fcntl(l->fd, F_SETFL, flags | O_DIRECT)) {
+			errmsg(path, "cannot read it with O_DIRECT: %s",
+			       strerror(errno));
+			goto out_close;
+		}
 		if (ioctl(l->fd, BLKGETSIZE64, &l->size)) {
 			errmsg(path, "cannot read the device size: %s",
 			       strerror(errno));
@@ -169,7 +178,8 @@ int layer_scan_table(const struct layer *l, unsigned long *used,
 {
 	const struct dm_chain_layer_info *info = &l->info;
 	uint64_t total = info->table_size / 8, first, count;
-	__le64 *buf = malloc(SCAN_CHUNK * sizeof(*buf));
+	/* Aligned for O_DIRECT; the table's offset and size are in blocks. */
+	__le64 *buf = aligned_alloc(DM_CHAIN_BLOCK_SIZE, SCAN_CHUNK * sizeof(*buf));
 	__u64 ignored_max = 0;
 	char err[256];
 	int r = 0;

@@ -181,3 +181,21 @@ int uuid_random(__u8 *uuid)
 	uuid[8] = (uuid[8] & 0x3f) | 0x80;
 	return 0;
 }
+
+/*
+ * Crash tests need chainadm stopped between two steps of a table change:
+ * with CHAINADM_TEST_STALL=<point> it says so on stderr when it reaches
+ * that point and waits there until it is killed, so that the machine can
+ * be powered off at exactly that step.  The points are listed in
+ * chainadm(8), ENVIRONMENT.
+ */
+void test_stall(const char *point)
+{
+	const char *want = getenv("CHAINADM_TEST_STALL");
+
+	if (!want || strcmp(want, point))
+		return;
+	fprintf(stderr, "chainadm: stalled at %s (CHAINADM_TEST_STALL)\n", point);
+	for (;;)
+		pause();
+}

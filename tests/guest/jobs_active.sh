@@ -30,25 +30,7 @@
 # device once fio stopped (dd).
 . "$(dirname "$0")/../lib.sh"
 
-require_root
-require_guest
-require_cmd dmsetup losetup blkdiscard sha256sum cmp fio
-
-[ -x "$CHAINADM" ] || skip_all "userspace/chainadm not built"
-
-tap_begin
-chain_load_module || die "cannot load dm-chain"
-"$CHAINADM" copy --help >/dev/null 2>&1 || die "chainadm has no copy verb"
-modprobe loop
-kmsg_mark
-
-work=$(mktemp -d /tmp/jobs_active.XXXXXX)
-DEV=jobs_active
-CHK=jobs_active_chk
-on_exit rm -rf "$work"
-on_exit detach_loops "$work"
-on_exit "$CHAINADM" remove $DEV
-on_exit "$CHAINADM" remove $CHK
+jobs_begin copy blkdiscard fio
 on_exit fio_kill
 
 CS=65536
@@ -133,38 +115,11 @@ wait_written() {
 
 # ---- chain and checks
 
-reset() {
-	fio_kill
-	"$CHAINADM" remove $DEV >/dev/null 2>&1
-	"$CHAINADM" remove $CHK >/dev/null 2>&1
-	detach_loops "$work"
-}
-
-# The chain, built once and saved.
-build_chain() {
-	local l
-	"$CHAINADM" format -q --size $SIZE --cluster-size $CS "$work/base.img" &&
-	truncate -s $SIZE "$work/model" &&
-	"$CHAINADM" create $DEV "$work/base.img" >/dev/null || return 1
-	for ((l = 0; l < ${#LAYERS[@]}; l++)); do
-		if [ $l -gt 0 ]; then
-			"$CHAINADM" snapshot $DEV "$work/${LAYERS[l]}.img" >/dev/null ||
-				return 1
-		fi
-		# shellcheck disable=SC2086
-		write_ops /dev/mapper/$DEV "$work/model" "${LAYERS[l]}" $CS ${OPS[$l]} ||
-			return 1
-	done
-	cmp /dev/mapper/$DEV "$work/model" && "$CHAINADM" remove $DEV &&
-	save_files "$work/saved" "$work"/*.img
-}
-
-# fresh : the device over the saved chain, no destination file.
+# fresh : the device over the saved chain, no destination file, fio stopped.
 fresh() {
-	reset
-	rm -f "$work"/dest.* "$work/after"
-	restore_files "$work/saved" &&
-	"$CHAINADM" create $DEV "$work/cur.img" >/dev/null
+	fio_kill
+	rm -f "$work/after"
+	stack_fresh cur
 }
 
 # static_same A B : A and B agree outside fio's area.
@@ -250,7 +205,7 @@ recreate() {
 	"$CHAINADM" remove $DEV >/dev/null 2>&1
 }
 
-build_chain || die "cannot build base <- sn1 <- cur"
+stack_build || die "cannot build base <- sn1 <- cur"
 tap_ok "the chain base <- sn1 <- cur shows the reference's bytes"
 
 # ---- A1: active commit into the bottom, pivot in one command

@@ -21,23 +21,7 @@
 # the reference's.
 . "$(dirname "$0")/../lib.sh"
 
-require_root
-require_guest
-require_cmd dmsetup losetup sha256sum cmp
-
-[ -x "$CHAINADM" ] || skip_all "userspace/chainadm not built"
-
-tap_begin
-chain_load_module || die "cannot load dm-chain"
-"$CHAINADM" job --help >/dev/null 2>&1 || die "chainadm has no job verb"
-modprobe loop
-kmsg_mark
-
-work=$(mktemp -d /tmp/jobs_bandwidth.XXXXXX)
-DEV=jobs_bandwidth
-on_exit rm -rf "$work"
-on_exit detach_loops "$work"
-on_exit "$CHAINADM" remove $DEV
+jobs_begin job
 on_exit kill_bg
 
 CS=65536
@@ -51,40 +35,13 @@ ALL_BYTES=$(((256 + 96 + 4) * CS))
 BG=
 kill_bg() { [ -n "$BG" ] && kill "$BG" 2>/dev/null; wait 2>/dev/null; BG=; }
 
-# The chain, built once and saved.
-build_chain() {
-	local l
-	"$CHAINADM" format -q --size $SIZE --cluster-size $CS "$work/base.img" &&
-	truncate -s $SIZE "$work/model" &&
-	"$CHAINADM" create $DEV "$work/base.img" >/dev/null || return 1
-	for ((l = 0; l < ${#LAYERS[@]}; l++)); do
-		if [ $l -gt 0 ]; then
-			"$CHAINADM" snapshot $DEV "$work/${LAYERS[l]}.img" >/dev/null ||
-				return 1
-		fi
-		# shellcheck disable=SC2086
-		write_ops /dev/mapper/$DEV "$work/model" "${LAYERS[l]}" $CS ${OPS[$l]} ||
-			return 1
-	done
-	cmp /dev/mapper/$DEV "$work/model" && "$CHAINADM" remove $DEV &&
-	save_files "$work/saved" "$work"/*.img
-}
-
-# fresh : the device over the saved chain.
-fresh() {
-	"$CHAINADM" remove $DEV >/dev/null 2>&1
-	detach_loops "$work"
-	rm -f "$work"/dest.*
-	restore_files "$work/saved" &&
-	"$CHAINADM" create $DEV "$work/cur.img" >/dev/null
-}
 
 # timed LABEL BYTES MIB_PER_S CMD... : CMD (a --wait job) succeeds and takes
 # at least (BYTES - one cluster) / limit seconds.
 timed() {
 	local label=$1 bytes=$2 mibs=$3 t0 t1 rc min
 	shift 3
-	fresh || { tap_fail "$label: create the device"; return 1; }
+	stack_fresh cur || { tap_fail "$label: create the device"; return 1; }
 	t0=$(now)
 	timeout 300 "$CHAINADM" "$@" > "$work/job.out" 2>&1
 	rc=$?
@@ -97,7 +54,7 @@ timed() {
 	return $rc
 }
 
-build_chain || die "cannot build base <- sn1 <- cur"
+stack_build || die "cannot build base <- sn1 <- cur"
 tap_ok "the chain base <- sn1 <- cur shows the reference's bytes"
 
 L="pull at 1 MiB/s"
@@ -125,7 +82,7 @@ fi
 # ---- job control on a running flatten
 
 L="job control"
-if fresh; then
+if stack_fresh cur; then
 	timeout 600 "$CHAINADM" pull $DEV --bandwidth 1 --wait \
 		> "$work/pull.out" 2>&1 &
 	BG=$!

@@ -22,25 +22,7 @@
 # layer holds is read from chainadm map and info.
 . "$(dirname "$0")/../lib.sh"
 
-require_root
-require_guest
-require_cmd dmsetup losetup sha256sum cmp
-
-[ -x "$CHAINADM" ] || skip_all "userspace/chainadm not built"
-
-tap_begin
-chain_load_module || die "cannot load dm-chain"
-"$CHAINADM" copy --help >/dev/null 2>&1 || die "chainadm has no copy verb"
-modprobe loop
-kmsg_mark
-
-work=$(mktemp -d /tmp/jobs_blockcopy.XXXXXX)
-DEV=jobs_blockcopy
-CHK=jobs_blockcopy_chk
-on_exit rm -rf "$work"
-on_exit detach_loops "$work"
-on_exit "$CHAINADM" remove $DEV
-on_exit "$CHAINADM" remove $CHK
+jobs_begin copy
 
 CS=65536
 NCL=8
@@ -91,22 +73,13 @@ build() {
 	save_files "$work/saved" "$work/base.img" "$work/snap1.img"
 }
 
-# fresh : the device over the saved chain, no destination file.
-fresh() {
-	"$CHAINADM" remove $DEV >/dev/null 2>&1
-	"$CHAINADM" remove $CHK >/dev/null 2>&1
-	detach_loops "$work"
-	rm -f "$work"/dest.*
-	restore_files "$work/saved" &&
-	"$CHAINADM" create $DEV "$work/snap1.img" >/dev/null
-}
 
 # copy_case LABEL DEST SHALLOW(0|1) COPY_ARGS...
 copy_case() {
 	local label=$1 dest=$2 shallow=$3 name snap1_body rc
 	shift 3
 	name=$(basename "$dest")
-	fresh || { tap_fail "$label: create the device"; return; }
+	stack_fresh snap1 || { tap_fail "$label: create the device"; return; }
 	sees "$label: before the copy" AACCBDBB
 	if [ "$name" = dest.img ] && [[ " $* " == *" --reuse-external "* ]]; then
 		if [ "$shallow" = 1 ]; then

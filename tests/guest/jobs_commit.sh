@@ -25,26 +25,8 @@
 # are built once and their files restored for every case.
 . "$(dirname "$0")/../lib.sh"
 
-require_root
-require_guest
-require_cmd dmsetup losetup blkdiscard sha256sum cmp
-
-[ -x "$CHAINADM" ] || skip_all "userspace/chainadm not built"
-
-tap_begin
-chain_load_module || die "cannot load dm-chain"
-"$CHAINADM" commit --help >/dev/null 2>&1 || die "chainadm has no commit verb"
-modprobe loop
-kmsg_mark
-
-work=$(mktemp -d /tmp/jobs_commit.XXXXXX)
-DEV=jobs_commit
-CHK=jobs_commit_chk
+jobs_begin commit blkdiscard
 OTHER=jobs_commit_other
-on_exit rm -rf "$work"
-on_exit detach_loops "$work"
-on_exit "$CHAINADM" remove $DEV
-on_exit "$CHAINADM" remove $CHK
 on_exit "$CHAINADM" remove $OTHER
 
 CS=65536
@@ -59,45 +41,11 @@ OPS=(
 	"d:24:2 p:9:60:4 d:200:4"
 )
 
-reset() {
-	"$CHAINADM" remove $DEV >/dev/null 2>&1
-	"$CHAINADM" remove $CHK >/dev/null 2>&1
-	"$CHAINADM" remove $OTHER >/dev/null 2>&1
-	detach_loops "$work"
-}
-
-# stack_layers FIRST : snapshot and write LAYERS[FIRST..] over the device;
-# model.<layer> is the disk at the moment <layer> was frozen.
-stack_layers() {
-	local l
-	for ((l = $1; l < ${#LAYERS[@]}; l++)); do
-		if [ $l -gt 0 ]; then
-			cp "$work/model" "$work/model.${LAYERS[l - 1]}" &&
-			"$CHAINADM" snapshot $DEV "$work/${LAYERS[l]}.img" >/dev/null ||
-				return 1
-		fi
-		# shellcheck disable=SC2086
-		write_ops /dev/mapper/$DEV "$work/model" "${LAYERS[l]}" $CS ${OPS[$l]} ||
-			return 1
-	done
-	cmp /dev/mapper/$DEV "$work/model"
-}
-
-# The chain over a formatted base, built once and saved.
-build_chain() {
-	"$CHAINADM" format -q --size $SIZE --cluster-size $CS "$work/base.img" &&
-	truncate -s $SIZE "$work/model" &&
-	"$CHAINADM" create $DEV "$work/base.img" >/dev/null &&
-	stack_layers 0 && "$CHAINADM" remove $DEV &&
-	save_files "$work/saved" "$work"/*.img
-}
-
-# fresh : the device over the saved chain.
+# fresh : the device over the saved chain, no second device.
 fresh() {
-	reset
+	"$CHAINADM" remove $OTHER >/dev/null 2>&1
 	rm -f "$work/other.img"
-	restore_files "$work/saved" &&
-	"$CHAINADM" create $DEV "$work/cur.img" >/dev/null
+	stack_fresh cur
 }
 
 names() {	# names INDEX... : "<layer>.img ..." for table indexes
@@ -201,7 +149,7 @@ run_case() {
 	fi
 }
 
-build_chain || die "cannot build base <- sn1 <- sn2 <- sn3 <- cur"
+stack_build || die "cannot build base <- sn1 <- sn2 <- sn3 <- cur"
 tap_ok "the chain base <- sn1 <- sn2 <- sn3 <- cur shows the reference's bytes"
 
 # Layers by path, or virsh-style: name[0] is cur, name[4] is base.
@@ -252,7 +200,9 @@ fi
 # ---- commit into a raw base: raw <- sn1 <- sn2 <- cur, top sn2
 
 label="raw base"
-reset
+"$CHAINADM" remove $DEV >/dev/null 2>&1
+"$CHAINADM" remove $OTHER >/dev/null 2>&1
+detach_loops "$work"
 rm -f "$work"/*.img "$work"/model*
 LAYERS=(base sn1 sn2 cur)
 OPS=(
