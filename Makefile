@@ -5,6 +5,8 @@
 #   make                 build kernel/dm-chain.ko (W=1) and userspace/chainadm
 #   make check           the test suite: deps, build, host tests, guest tests
 #   make demo            boot a guest and walk through a scenario
+#   make bench           benchmarks in one guest: dm-chain against dm-linear,
+#                        dm-snapshot, dm-thin and qcow2 (build/bench/<date>-<krel>/)
 #   make shell           interactive shell in a guest
 #   make install         module into /lib/modules/<kver>/updates, chainadm
 #
@@ -12,7 +14,9 @@
 # kernel; 6.12 selects Debian's 6.12 LTS), KDIR (kernel build tree,
 # overrides KVER), KERNELS (kernels `make check` boots; default $(KVER),
 # and "6.1 6.12" when CI=true), TESTS (names, e.g. TESTS=smoke), C=1
-# (sparse), KVM=1 (guest under KVM instead of TCG), DESTDIR, PREFIX.
+# (sparse), KVM=1 (guest under KVM instead of TCG), DESTDIR, PREFIX;
+# for make bench: BENCH_SIZE (MiB, 256), BENCH_RUNTIME (s per fio run, 5),
+# BENCH_DEPTHS ("1 4 16 64"), BENCH_JOB_DEPTH (4), BENCH_OUT, GUEST_MEM (3G).
 
 KVER ?= 6.1
 # Never uname -r: the host's running kernel is not the one we test on.
@@ -31,13 +35,13 @@ SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
 INSTALL_MOD_DIR ?= updates
 
-.PHONY: all module modules-all userspace progs check demo shell deps \
+.PHONY: all module modules-all userspace progs check demo bench shell deps \
 	install uninstall clean help
 
 all: module userspace progs
 
 help:
-	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,20p' Makefile | sed 's/^# \{0,1\}//'
 
 module:
 	@test -e "$(KDIR)/Makefile" || { \
@@ -84,6 +88,15 @@ demo:
 	tools/deps $(KVER)
 	$(MAKE) all
 	KVER=$(KVER) tools/demo
+
+# One guest boot on KVER; see Documentation/dm-chain-bench.rst.
+bench:
+	tools/deps $(KVER)
+	$(MAKE) all
+	$(MAKE) modules-all KERNELS="$(KVER)"
+	KVER=$(KVER) BENCH_SIZE="$(BENCH_SIZE)" BENCH_RUNTIME="$(BENCH_RUNTIME)" \
+		BENCH_DEPTHS="$(BENCH_DEPTHS)" BENCH_JOB_DEPTH="$(BENCH_JOB_DEPTH)" \
+		BENCH_OUT="$(BENCH_OUT)" tools/bench/run
 
 shell: all
 	tools/guest-run -k $(KVER) --shell
