@@ -4,12 +4,14 @@
 # tests/run_tests.sh - the dm-chain test runner (kselftest style, TAP 13).
 #
 #   tests/run_tests.sh [-k KVER]... [--host-only|--guest-only] [TEST...]
-#	Boot one guest per kernel (tools/guest-run; all at once unless
-#	GUEST_PARALLEL=0) to run every executable tests/guest/*.sh, and run
-#	every executable tests/host/*.sh here meanwhile.  One TAP line per
-#	test file and one per guest boot (clean kernel log, exit status
-#	reported, in time); ends with "N passed, N failed[, N skipped]";
-#	exits 1 if anything failed.
+#	Boot guests (tools/guest-run; all at once unless GUEST_PARALLEL=0) to
+#	run the executable tests/guest/*.sh, and run every executable
+#	tests/host/*.sh here meanwhile.  The first kernel runs every guest
+#	test, in two guests (tests/settings second_guest=); the others all
+#	but first_only= ones (all with FULL=1).  One TAP line per test file
+#	and one per guest boot (clean kernel log, exit status reported, in
+#	time); ends with "N passed, N failed[, N skipped]"; exits 1 if
+#	anything failed.
 #   tests/run_tests.sh --in-guest [TEST...]
 #	Inside a guest (tools/guest-run calls this): run the guest tests here.
 #
@@ -168,30 +170,70 @@ if [ ${#selected[@]} -gt 0 ] && [ $((${#htests[@]} + ${#gtests[@]})) -eq 0 ]; th
 	exit 2
 fi
 
+# The guest boots ("units", KVER.N): kernels after the first run only
+# the tests not listed as first_only= in tests/settings (all with FULL=1,
+# or when tests are named); on the first kernel, the tests listed as
+# second_guest= run in a second guest beside the first, so that no one
+# guest is the long pole of the run.
+read -r -a first_only <<< "$(sed -n 's/^first_only=//p' "$tests_dir/settings" 2>/dev/null)"
+read -r -a second <<< "$(sed -n 's/^second_guest=//p' "$tests_dir/settings" 2>/dev/null)"
+listed() {	# listed TEST NAME... : TEST (guest/x) is one of the names
+	local t=$1 f
+	shift
+	for f in "$@"; do [ "$t" = "guest/$f" ] && return 0; done
+	return 1
+}
+gdir=$(mktemp -d /tmp/dm-chain-guests.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$gdir"' EXIT
+units=()
+nguest=0
+for k in "${kernels[@]}"; do
+	: > "$gdir/list.$k.1"
+	: > "$gdir/list.$k.2"
+	for t in "${gtests[@]}"; do
+		if [ "$k" != "${kernels[0]}" ]; then
+			if [ ${#selected[@]} -eq 0 ] && [ "${FULL:-0}" != 1 ] &&
+			   listed "$t" "${first_only[@]}"; then
+				continue
+			fi
+			echo "$t" >> "$gdir/list.$k.1"
+		elif listed "$t" "${second[@]}"; then
+			echo "$t" >> "$gdir/list.$k.2"
+		else
+			echo "$t" >> "$gdir/list.$k.1"
+		fi
+	done
+	for u in 1 2; do
+		[ -s "$gdir/list.$k.$u" ] || continue
+		units+=("$k.$u")
+		nguest=$((nguest + $(wc -l < "$gdir/list.$k.$u") + 1))
+	done
+done
+
 echo "TAP version 13"
-echo "1..$(( ${#htests[@]} + ${#kernels[@]} * (${#gtests[@]} + 1) ))"
+echo "1..$(( ${#htests[@]} + nguest ))"
 
 # Every kernel's guest boots first, in the background, and the host tests
 # (crash_jobs boots guests of its own) run beside them: a TCG guest keeps
 # about one core busy, and CI has two.  The guests' output is read back
 # in order afterwards, the first one as it comes.  GUEST_PARALLEL=0 boots
 # them one after another, after the host tests.
-guest_timeout=$(( ${#gtests[@]} * (per_test_timeout + 15) + 30 ))
-gdir=$(mktemp -d /tmp/dm-chain-guests.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$gdir"' EXIT
 declare -A gpid=()
 
-boot() {	# boot KVER : the guest suite on KVER, output to $gdir/KVER
+boot() {	# boot UNIT : its guest tests on its kernel, output to $gdir/UNIT
+	local tests guest_timeout
+	mapfile -t tests < "$gdir/list.$1"
+	guest_timeout=$(( ${#tests[@]} * (per_test_timeout + 15) + 30 ))
 	: > "$gdir/$1"
-	(cd "$repo" && "$repo/tools/guest-run" -k "$1" -t "$guest_timeout" \
-			-- tests/run_tests.sh --in-guest "${gtests[@]}" >> "$gdir/$1" 2>&1
+	(cd "$repo" && "$repo/tools/guest-run" -k "${1%.*}" -t "$guest_timeout" \
+			-- tests/run_tests.sh --in-guest "${tests[@]}" >> "$gdir/$1" 2>&1
 	 echo "@@guest-run-exit $?" >> "$gdir/$1") &
 	gpid[$1]=$!
 }
 
 parallel=${GUEST_PARALLEL:-1}
 if [ "$parallel" != 0 ]; then
-	for k in "${kernels[@]}"; do boot "$k"; done
+	for u in "${units[@]}"; do boot "$u"; done
 fi
 
 # Host tests that boot guests of their own (crash_jobs) use these kernels.
@@ -200,12 +242,15 @@ for t in "${htests[@]}"; do
 	run_one "$t"
 done
 
-# One boot per kernel ran all selected guest tests; its TAP lines are
-# renumbered into ours and everything else is passed on as comments.
-for k in "${kernels[@]}"; do
+# Each boot's TAP lines are renumbered into ours and everything else is
+# passed on as comments.
+for u in "${units[@]}"; do
+	k=${u%.*}
 	rel=$("$repo/tools/kver" "$k" 2>/dev/null) || rel=$k
-	[ "$parallel" != 0 ] || boot "$k"
-	echo "# guest $rel runs: ${gtests[*]}"
+	[ "${u##*.}" = 2 ] && rel="$rel, 2nd guest"
+	[ "$parallel" != 0 ] || boot "$u"
+	mapfile -t ktests < "$gdir/list.$u"
+	echo "# guest $rel runs: ${ktests[*]}"
 	declare -A seen=()
 	grc=
 	# Follow the file as it grows, to the exit line the boot ends it with
@@ -238,9 +283,9 @@ for k in "${kernels[@]}"; do
 		else
 			echo "# $line"
 		fi
-	done < "$gdir/$k"
-	wait "${gpid[$k]}"
-	for t in "${gtests[@]}"; do
+	done < "$gdir/$u"
+	wait "${gpid[$u]}"
+	for t in "${ktests[@]}"; do
 		[ -n "${seen[$t]:-}" ] || result fail "$t [$rel]" "no result: the guest died or timed out"
 	done
 	unset seen
