@@ -776,6 +776,17 @@ bool chain_job_mirroring(struct chain_c *cc)
 }
 
 /*
+ * Does the job (of any phase) copy guest writes?  map() keeps writes to one
+ * cluster while it may: see chain_c.wide_writes.
+ */
+bool chain_job_may_mirror(struct chain_c *cc)
+{
+	struct chain_job *job = READ_ONCE(cc->job);
+
+	return job && is_mirroring_type(job->type);
+}
+
+/*
  * Called at a guest write's first completion.  If the job already synced
  * its cluster, copy what the write changed and complete the write after
  * that (returns true: the bio is the job's now).  Any context.
@@ -1346,7 +1357,9 @@ static int start_message_job(struct chain_c *cc, enum dm_chain_job_type type,
 	job->stopped = dm_suspended(cc->ti);
 	if (cc->job)
 		retire_job(cc);
-	cc->job = job;
+	WRITE_ONCE(cc->job, job);
+	if (is_mirroring_type(type))
+		chain_wait_wide_writes(cc);
 	DMINFO("%s: %s job started: %llu bytes to copy", name,
 	       type_names[type], job->bytes_total);
 	job->event = true;

@@ -28,6 +28,7 @@
 #include <linux/mempool.h>
 #include <linux/slab.h>
 #include <linux/version.h>
+#include <linux/wait_bit.h>
 #include <linux/workqueue.h>
 
 #include "dm-chain-target.h"
@@ -868,7 +869,6 @@ static int set_target_limits(struct chain_c *cc, struct dm_target *ti)
 	ti->num_write_zeroes_bios = 1;
 	if (cc->cmd) {
 		ti->discards_supported = !cc->ignore_discard;
-		return dm_set_target_max_io_len(ti, cc->cluster_sectors);
 	}
 	return 0;
 }
@@ -962,10 +962,104 @@ static void chain_dtr(struct dm_target *ti)
 	chain_free(ti->private);
 }
 
-static int map_read(struct chain_c *cc, struct bio *bio)
+/*
+ * Does index entry next, n clusters after entry e, continue e's extent:
+ * the same layer at the host cluster n further on, or zeros alike?
+ */
+static bool extent_continues(u64 e, u64 next, u64 n)
 {
-	u64 e = dm_chain_lookup(cc->cmd, bio_cluster(cc, bio));
+	enum chain_kind kind = chain_entry_kind(e);
 
+	switch (kind) {
+	case CHAIN_NONE:
+	case CHAIN_ZERO:
+		return chain_entry_kind(next) == CHAIN_NONE ||
+		       chain_entry_kind(next) == CHAIN_ZERO;
+	case CHAIN_RAW:
+		return chain_entry_kind(next) == CHAIN_RAW;
+	default:
+		return chain_entry_kind(next) == kind &&
+		       chain_entry_layer(next) == chain_entry_layer(e) &&
+		       chain_entry_host(next) == chain_entry_host(e) + n;
+	}
+}
+
+/*
+ * Trim bio to what one remap can serve: its first cluster and, if wide,
+ * the following clusters that continue the first one's extent.  dm-core
+ * sends the rest as a new bio.  Sequential I/O through clusters allocated
+ * in order then passes whole, as through dm-linear.
+ */
+static void trim_to_extent(struct chain_c *cc, struct bio *bio, u64 e,
+			   bool wide)
+{
+	sector_t len = cc->cluster_sectors - cluster_offset(cc, bio);
+	u64 vc = bio_cluster(cc, bio), n;
+
+	for (n = 1; wide && len < bio_sectors(bio); n++) {
+		if (!extent_continues(e, dm_chain_lookup(cc->cmd, vc + n), n))
+			break;
+		len += cc->cluster_sectors;
+	}
+	if (len < bio_sectors(bio))
+		dm_accept_partial_bio(bio, len);
+}
+
+/* Does bio reach past the end of its first cluster? */
+static bool spans_clusters(struct chain_c *cc, struct bio *bio)
+{
+	return cluster_offset(cc, bio) + bio_sectors(bio) > cc->cluster_sectors;
+}
+
+void chain_wait_wide_writes(struct chain_c *cc)
+{
+	smp_mb();	/* cc->job before the count: pairs with map_write() */
+	wait_var_event(&cc->wide_writes, !atomic_read(&cc->wide_writes));
+}
+
+static void wide_write_done(struct chain_c *cc)
+{
+	if (atomic_dec_and_test(&cc->wide_writes))
+		wake_up_var(&cc->wide_writes);
+}
+
+/*
+ * A write to a cluster the active layer holds is remapped here, across
+ * the following clusters too unless a job copies guest writes (one
+ * cluster at a time); any other write goes to the worker.
+ */
+static int map_write(struct chain_c *cc, struct bio *bio, u64 e)
+{
+	struct chain_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+	bool owned = chain_entry_kind(e) == CHAIN_MAPPED &&
+		     chain_entry_layer(e) == cc->nr_layers - 1;
+	bool wide = false;
+
+	if (owned && spans_clusters(cc, bio)) {
+		atomic_inc(&cc->wide_writes);
+		smp_mb__after_atomic();	/* pairs with chain_wait_wide_writes() */
+		wide = !chain_job_may_mirror(cc);
+		if (!wide)
+			wide_write_done(cc);
+	}
+	trim_to_extent(cc, bio, e, wide);
+	pb->len = bio_sectors(bio);
+	if (wide && spans_clusters(cc, bio)) {
+		pb->wide = true;
+		pb->mirrored = true;	/* no job copies it: see above */
+	} else if (wide) {
+		wide_write_done(cc);	/* the extent ended in its cluster */
+	}
+	if (owned) {
+		remap_to_active(cc, bio, chain_entry_host(e));
+		return DM_MAPIO_REMAPPED;
+	}
+	defer_bio(cc, bio);
+	return DM_MAPIO_SUBMITTED;
+}
+
+static int map_read(struct chain_c *cc, struct bio *bio, u64 e)
+{
 	switch (chain_entry_kind(e)) {
 	case CHAIN_MAPPED:
 	case CHAIN_RAW:
@@ -1003,6 +1097,7 @@ static int chain_map(struct dm_target *ti, struct bio *bio)
 	pb->publish = NULL;
 	pb->commit_waited = false;
 	pb->mirrored = false;
+	pb->wide = false;
 
 	if (!cc->cmd) {
 		bio_set_dev(bio, cc->devs[0]->bdev);
@@ -1020,28 +1115,21 @@ static int chain_map(struct dm_target *ti, struct bio *bio)
 	pb->len = bio_sectors(bio);
 	switch (bio_op(bio)) {
 	case REQ_OP_READ:
-		return map_read(cc, bio);
-	case REQ_OP_WRITE:
 		e = dm_chain_lookup(cc->cmd, vc);
-		if (chain_entry_kind(e) == CHAIN_MAPPED &&
-		    chain_entry_layer(e) == cc->nr_layers - 1) {
-			remap_to_active(cc, bio, chain_entry_host(e));
-			return DM_MAPIO_REMAPPED;
-		}
-		break;
+		trim_to_extent(cc, bio, e, true);
+		return map_read(cc, bio, e);
+	case REQ_OP_WRITE:
+		return map_write(cc, bio, dm_chain_lookup(cc->cmd, vc));
 	case REQ_OP_DISCARD:
 	case REQ_OP_WRITE_ZEROES:
 		/* The worker handles one cluster per bio. */
-		if (cluster_offset(cc, bio) + bio_sectors(bio) > cc->cluster_sectors)
-			dm_accept_partial_bio(bio, cc->cluster_sectors -
-					      cluster_offset(cc, bio));
+		trim_to_extent(cc, bio, 0, false);
 		pb->len = bio_sectors(bio);
-		break;
+		defer_bio(cc, bio);
+		return DM_MAPIO_SUBMITTED;
 	default:
 		return DM_MAPIO_KILL;
 	}
-	defer_bio(cc, bio);
-	return DM_MAPIO_SUBMITTED;
 }
 
 static int chain_end_io(struct dm_target *ti, struct bio *bio,
@@ -1053,6 +1141,10 @@ static int chain_end_io(struct dm_target *ti, struct bio *bio,
 
 	if (!cc->cmd)
 		return DM_ENDIO_DONE;
+	if (pb->wide) {
+		pb->wide = false;
+		wide_write_done(cc);
+	}
 	if (pb->publish) {
 		struct chain_cell *cell = pb->publish;
 

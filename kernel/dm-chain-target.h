@@ -41,6 +41,7 @@ struct chain_bio {
 	struct chain_cell *publish;	/* publish this cell on completion */
 	bool commit_waited;		/* FUA completion already deferred */
 	bool mirrored;			/* the job already copied this write */
+	bool wide;			/* a write over several clusters */
 	u64 vcluster;			/* where a write landed, for the job */
 	sector_t offset;		/* in the cluster, sectors */
 	sector_t len;
@@ -79,6 +80,13 @@ struct chain_c {
 	struct dm_kcopyd_client *kc;
 	mempool_t cell_pool;
 	struct chain_job *job;		/* NULL when no job was ever started */
+	/*
+	 * Writes in flight that map() let span several clusters.  The job
+	 * code copies guest writes one cluster at a time, so none may be in
+	 * flight once an active commit or a mirror starts: it waits for
+	 * this to drop to zero (chain_wait_wide_writes()).
+	 */
+	atomic_t wide_writes;
 	struct chain_job *retired_jobs;	/* replaced jobs, freed at dtr */
 
 	/* A mirror destination named in the table (feature "mirror"). */
@@ -111,6 +119,7 @@ struct chain_cell *chain_lock_cluster(struct chain_c *cc, u64 vc,
 void chain_release_cell(struct chain_cell *cell, bool publish, bool requeue);
 void chain_request_commit(struct chain_c *cc);
 void chain_commit_now(struct chain_c *cc);
+void chain_wait_wide_writes(struct chain_c *cc);
 
 /* Block jobs: dm-chain-job.c */
 int chain_job_ctr(struct chain_c *cc, char *err, size_t err_len);
@@ -121,6 +130,7 @@ unsigned int chain_job_status(struct chain_c *cc, char *result,
 bool chain_job_end_io(struct chain_c *cc, struct bio *bio,
 		      struct chain_bio *pb);
 bool chain_job_mirroring(struct chain_c *cc);
+bool chain_job_may_mirror(struct chain_c *cc);
 int chain_job_commit(struct chain_c *cc);
 void chain_job_committed(struct chain_c *cc);
 bool chain_job_wants_commit(struct chain_c *cc);

@@ -4,8 +4,10 @@
 # Jobs with two phases (active commit, copy) under a guest that never stops
 # writing.  Chain base <- sn1 <- cur, 16 MiB, 64 KiB clusters, stamped
 # layers; fio owns 8..12 MiB of the disk and writes it at full speed in
-# rounds (random 4 KiB writes, crc32c verify of every block, verify_backlog
-# during the writes and a full verify at the end of a round), from before
+# rounds (random writes of 4 KiB to 256 KiB, so some cross clusters and
+# are in flight when a job starts; crc32c verify of every block,
+# verify_backlog during the writes and a full verify at the end of a
+# round), from before
 # the job starts until after it ended; the rest of the disk must keep the
 # reference file's bytes.  Each case on a fresh chain:
 #
@@ -55,7 +57,7 @@ fio_start() {
 		n=0 rc=0
 		while [ ! -e "$work/fio.stop" ]; do
 			fio --name=round$n --filename=/dev/mapper/$DEV \
-				--ioengine=libaio --direct=1 --rw=randwrite --bs=4k \
+				--ioengine=libaio --direct=1 --rw=randwrite --bsrange=4k-256k \
 				--iodepth=8 --offset=$FIO_OFF --size=$FIO_LEN \
 				--verify=crc32c --verify_fatal=1 --do_verify=1 \
 				--verify_backlog=64 --verify_state_save=0 \
