@@ -100,13 +100,22 @@ summary() {
 	[ $failed -eq 0 ]
 }
 
+# limit_of KIND/NAME : its time limit: tests/settings timeout_NAME=, else
+# timeout= (TEST_TIMEOUT overrides both).
+limit_of() {
+	local l
+	l=$(sed -n "s/^timeout_${1##*/}=//p" "$tests_dir/settings" 2>/dev/null)
+	echo "${TEST_TIMEOUT:-${l:-$per_test_timeout}}"
+}
+
 # run_one KIND/NAME [in-guest] : run one test file, its output as comments.
 run_one() {
-	local t=$1 out rc reason start
+	local t=$1 out rc reason start limit
+	limit=$(limit_of "$t")
 	out=$(mktemp /tmp/dm-chain-test.XXXXXX)
 	start=$(date +%s)
 	[ "${2:-}" = guest ] && echo "dm-chain-test: begin $t" > /dev/kmsg
-	(cd "$repo" && TEST_NAME=$t timeout -k 10 "$per_test_timeout" \
+	(cd "$repo" && TEST_NAME=$t timeout -k 10 "$limit" \
 		"$tests_dir/$t.sh" < /dev/null 2>&1) | tee "$out" | sed -u 's/^/# /'
 	rc=${PIPESTATUS[0]}
 	echo "# $t took $(( $(date +%s) - start )) s"
@@ -122,7 +131,7 @@ run_one() {
 	case $rc in
 	0)	result pass "$t" ;;
 	4)	result skip "$t" "$(sed -n 's/.*# SKIP *//p' "$out" | head -n 1)" ;;
-	124|137) result fail "$t" "timed out after $per_test_timeout s" ;;
+	124|137) result fail "$t" "timed out after $limit s" ;;
 	*)	result fail "$t" "${reason:-exit status $rc}" ;;
 	esac
 	rm -f "$out"
@@ -162,6 +171,8 @@ fi
 mapfile -t htests < <(list host)
 mapfile -t gtests < <(list guest)
 [ $mode = guest-only ] && htests=()
+# Host tests that boot guests of their own (crash_jobs) use these kernels.
+export CHAIN_KERNELS="${kernels[*]}"
 if [ $mode = host-only ] || [ ${#gtests[@]} -eq 0 ]; then
 	kernels=()
 fi
@@ -221,9 +232,11 @@ echo "1..$(( ${#htests[@]} + nguest ))"
 declare -A gpid=()
 
 boot() {	# boot UNIT : its guest tests on its kernel, output to $gdir/UNIT
-	local tests guest_timeout
+	local tests guest_timeout=30 t
 	mapfile -t tests < "$gdir/list.$1"
-	guest_timeout=$(( ${#tests[@]} * (per_test_timeout + 15) + 30 ))
+	for t in "${tests[@]}"; do
+		guest_timeout=$((guest_timeout + $(limit_of "$t") + 15))
+	done
 	: > "$gdir/$1"
 	(cd "$repo" && "$repo/tools/guest-run" -k "${1%.*}" -t "$guest_timeout" \
 			-- tests/run_tests.sh --in-guest "${tests[@]}" >> "$gdir/$1" 2>&1
@@ -236,8 +249,6 @@ if [ "$parallel" != 0 ]; then
 	for u in "${units[@]}"; do boot "$u"; done
 fi
 
-# Host tests that boot guests of their own (crash_jobs) use these kernels.
-export CHAIN_KERNELS="${kernels[*]}"
 for t in "${htests[@]}"; do
 	run_one "$t"
 done

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 #
 # Hard power-off in the middle of every job type.  For each kernel in
-# $CHAIN_KERNELS (default 6.1): one guest builds four chains on a virtio
+# $CHAIN_KERNELS (default 6.1; the kernels side by side): one guest builds four chains on a virtio
 # disk backed by a host file, starts a stream, a commit, an active commit
 # and a mirror (slowed to 32 KiB/s), writes and flushes during them, and is
 # killed (QEMU SIGKILL); a second guest re-creates the devices from the
@@ -17,15 +17,11 @@ HOST_DIR=$(cd "$(dirname "$0")" && pwd)
 TOP_DIR=$(cd "$HOST_DIR/../.." && pwd)
 
 read -r -a kernels <<< "${CHAIN_KERNELS:-${KVER:-6.1}}"
-echo "TAP version 13"
-echo "1..$((2 * ${#kernels[@]}))"
-nr=0 failed=0
-tap() {	# tap OK|FAIL DESC
-	nr=$((nr + 1))
-	if [ "$1" = OK ]; then echo "ok $nr - $2"; else echo "not ok $nr - $2"; failed=1; fi
-}
 
-for k in "${kernels[@]}"; do
+# one_kernel K OUT : both boots for kernel K; "OK|FAIL<tab>description"
+# lines into OUT, comments (the guests' checks, logs) into OUT.log.
+one_kernel() {
+	local k=$1 out=$2 work rc
 	work=$(mktemp -d /var/tmp/dm-chain-crash.XXXXXX)
 	truncate -s 920M "$work/disk"
 	"$TOP_DIR/tools/guest-run" -k "$k" -t 900 --disk "$work/disk" \
@@ -33,24 +29,49 @@ for k in "${kernels[@]}"; do
 		-- bash "$HOST_DIR/crash_jobs.guest" start "$work" > "$work/start.log" 2>&1
 	rc=$?
 	if [ $rc = 0 ] && grep -q KILL-NOW "$work/start.log"; then
-		tap OK "[$k] four jobs running, power cut"
+		printf 'OK\t[%s] four jobs running, power cut\n' "$k" >> "$out"
 	else
-		tap FAIL "[$k] four jobs running, power cut (guest-run $rc)"
-		sed 's/^/# /' "$work/start.log" | tail -40
+		printf 'FAIL\t[%s] four jobs running, power cut (guest-run %s)\n' "$k" $rc >> "$out"
+		printf 'FAIL\t[%s] after reboot: not run\n' "$k" >> "$out"
+		sed 's/^/# /' "$work/start.log" | tail -40 >> "$out.log"
 		rm -rf "$work"
-		continue
+		return
 	fi
 	"$TOP_DIR/tools/guest-run" -k "$k" -t 900 --disk "$work/disk" \
 		--outdir "$work" -- bash "$HOST_DIR/crash_jobs.guest" check "$work" \
 		> "$work/check.log" 2>&1
 	rc=$?
-	sed 's/^/# /' "$work/check.log" | grep -E '^# (ok|not ok|failures)'
+	sed 's/^/# /' "$work/check.log" | grep -E '^# (ok|not ok|failures)' >> "$out.log"
 	if [ $rc = 0 ]; then
-		tap OK "[$k] after reboot: same content, every job resumed and finished, every table change cut short recovered old or new"
+		printf 'OK\t[%s] after reboot: same content, every job resumed and finished, every table change cut short recovered old or new\n' "$k" >> "$out"
 	else
-		tap FAIL "[$k] after reboot (guest-run $rc)"
-		sed 's/^/# /' "$work/check.log" | tail -40
+		printf 'FAIL\t[%s] after reboot (guest-run %s)\n' "$k" $rc >> "$out"
+		sed 's/^/# /' "$work/check.log" | tail -40 >> "$out.log"
 	fi
 	rm -rf "$work"
+}
+
+echo "TAP version 13"
+echo "1..$((2 * ${#kernels[@]}))"
+res=$(mktemp -d /tmp/dm-chain-crash-res.XXXXXX)
+trap 'rm -rf "$res"' EXIT
+# The kernels' guests run side by side: each kernel's two boots are a
+# chain of their own, and CI's hour is spent on the longest chain.
+for i in "${!kernels[@]}"; do
+	one_kernel "${kernels[$i]}" "$res/$i" &
+done
+wait
+nr=0 failed=0
+for i in "${!kernels[@]}"; do
+	[ -f "$res/$i.log" ] && cat "$res/$i.log"
+	while IFS=$'\t' read -r st desc; do
+		nr=$((nr + 1))
+		if [ "$st" = OK ]; then
+			echo "ok $nr - $desc"
+		else
+			echo "not ok $nr - $desc"
+			failed=1
+		fi
+	done < "$res/$i"
 done
 exit $failed
