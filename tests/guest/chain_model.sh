@@ -165,7 +165,9 @@ run_spec() {
 }
 
 for spec in "${SPECS[@]}"; do
+	t0=$SECONDS
 	# shellcheck disable=SC2086
 	run_spec $spec
+	log "spec '$spec' took $((SECONDS - t0)) s"
 done
 tap_done
