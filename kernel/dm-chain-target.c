@@ -867,9 +867,8 @@ static int set_target_limits(struct chain_c *cc, struct dm_target *ti)
 	ti->flush_supported = true;
 	ti->num_discard_bios = cc->ignore_discard ? 0 : 1;
 	ti->num_write_zeroes_bios = 1;
-	if (cc->cmd) {
+	if (cc->cmd)
 		ti->discards_supported = !cc->ignore_discard;
-	}
 	return 0;
 }
 
@@ -1112,7 +1111,6 @@ static int chain_map(struct dm_target *ti, struct bio *bio)
 	vc = bio_cluster(cc, bio);
 	pb->vcluster = vc;
 	pb->offset = cluster_offset(cc, bio);
-	pb->len = bio_sectors(bio);
 	switch (bio_op(bio)) {
 	case REQ_OP_READ:
 		e = dm_chain_lookup(cc->cmd, vc);
