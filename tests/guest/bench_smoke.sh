@@ -3,14 +3,16 @@
 #
 # Smoke of `make bench`: tools/bench/bench-guest's I/O section with tiny
 # sizes and one-second fio runs, on every system (dm-linear, dm-snapshot,
-# dm-thin, dm-chain and qcow2 through qemu-nbd at depth 2).  It must run to
-# the end and produce results.json with every system and every I/O figure,
-# each with its ratio to dm-linear, and the markdown table and its plot.
+# dm-thin, dm-chain and qcow2 through qemu-nbd at depth 2, and dm-linear
+# with the chain's layout).  It must run to the end and produce
+# results.json with every system and every I/O figure, each with its ratio
+# to dm-linear, and the markdown table and its plot.
 # The job, foreground, bandwidth and memory sections are left to `make
 # bench`: at any size they cost minutes of guest time per kernel.  Its
 # data checks: a fio write job with crc32c verification through the chain,
-# and the chain's bytes equal to those of the qcow2 chain built the same
-# way.  No figure is judged: under emulation timing means nothing here.
+# the chain's bytes equal to those of the qcow2 chain built the same way,
+# and to those of the dm-linear table the bench builds from the layers'
+# cluster tables.  No figure is judged: under emulation timing means nothing here.
 . "$(dirname "$0")/../lib.sh"
 
 require_root
@@ -26,7 +28,7 @@ IO_METRICS="randread_4k_qd1_p50_us randread_4k_qd1_p99_us randread_4k_qd32_iops
 	seqread_1m_qd4_mibs randwrite_4k_owned_qd1_iops randwrite_4k_owned_qd32_iops
 	seqwrite_1m_qd4_mibs randwrite_4k_fresh_qd1_iops randwrite_4k_fresh_qd32_iops"
 
-tap_plan 9
+tap_plan 11
 kmsg_mark
 out=$(mktemp -d /tmp/bench_smoke.XXXXXX)
 on_exit rm -rf "$out"
@@ -55,6 +57,14 @@ done
 [ -z "$missing" ] || log "missing:$missing"
 tap_check "results.json has every system and I/O figure" test -z "$missing"
 
+missing=
+for m in randread_4k_qd1_p50_us randread_4k_qd32_iops seqread_1m_qd4_mibs; do
+	has fan "$m" || missing="$missing fan/$m"
+done
+[ -z "$missing" ] || log "missing:$missing"
+tap_check "results.json has the read figures of dm-linear with the chain's layout" \
+	test -z "$missing"
+
 tap_check "every figure carries its ratio to dm-linear" jq -e \
 	'[.results[] | select(.metric == "randread_4k_qd1_p99_us" and .vs_linear == null)] | length == 0' \
 	"$out/results.json"
@@ -69,6 +79,8 @@ val() {
 tap_check "fio crc32c verify through the depth-2 chain" test "$(val smoke_verify_ok)" = 1
 tap_check "the chain shows the same bytes as the qcow2 chain" \
 	test "$(val smoke_same_as_qcow2)" = 1
+tap_check "dm-linear with the chain's layout shows the chain's bytes" \
+	test "$(val smoke_fan_same_as_chain)" = 1
 
 tap_check "kernel log is clean" kmsg_check
 tap_done
