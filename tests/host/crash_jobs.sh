@@ -18,10 +18,23 @@ TOP_DIR=$(cd "$HOST_DIR/../.." && pwd)
 
 read -r -a kernels <<< "${CHAIN_KERNELS:-${KVER:-6.1}}"
 
-# one_kernel K OUT : both boots for kernel K; "OK|FAIL<tab>description"
-# lines into OUT, comments (the guests' checks, logs) into OUT.log.
+nr=0 failed=0
+# result ok|fail DESCRIPTION [LOG] : one TAP line; a failure's LOG tail
+# follows as comments.
+result() {
+	nr=$((nr + 1))
+	if [ "$1" = ok ]; then
+		echo "ok $nr - $2"
+	else
+		echo "not ok $nr - $2"
+		failed=1
+		[ -n "${3:-}" ] && sed 's/^/# /' "$3" | tail -40
+	fi
+}
+
+# one_kernel K : both boots for kernel K, two results.
 one_kernel() {
-	local k=$1 out=$2 work rc
+	local k=$1 work rc
 	work=$(mktemp -d /var/tmp/dm-chain-crash.XXXXXX)
 	truncate -s 920M "$work/disk"
 	"$TOP_DIR/tools/guest-run" -k "$k" -t 900 --disk "$work/disk" \
@@ -29,11 +42,10 @@ one_kernel() {
 		-- bash "$HOST_DIR/crash_jobs.guest" start "$work" > "$work/start.log" 2>&1
 	rc=$?
 	if [ $rc = 0 ] && grep -q KILL-NOW "$work/start.log"; then
-		printf 'OK\t[%s] four jobs running, power cut\n' "$k" >> "$out"
+		result ok "[$k] four jobs running, power cut"
 	else
-		printf 'FAIL\t[%s] four jobs running, power cut (guest-run %s)\n' "$k" $rc >> "$out"
-		printf 'FAIL\t[%s] after reboot: not run\n' "$k" >> "$out"
-		sed 's/^/# /' "$work/start.log" | tail -40 >> "$out.log"
+		result fail "[$k] four jobs running, power cut (guest-run $rc)" "$work/start.log"
+		result fail "[$k] after reboot: not run"
 		rm -rf "$work"
 		return
 	fi
@@ -41,37 +53,21 @@ one_kernel() {
 		--outdir "$work" -- bash "$HOST_DIR/crash_jobs.guest" check "$work" \
 		> "$work/check.log" 2>&1
 	rc=$?
-	sed 's/^/# /' "$work/check.log" | grep -E '^# (ok|not ok|failures)' >> "$out.log"
+	sed 's/^/# /' "$work/check.log" | grep -E '^# (ok|not ok|failures)'
 	if [ $rc = 0 ]; then
-		printf 'OK\t[%s] after reboot: same content, every job resumed and finished, every table change cut short recovered old or new\n' "$k" >> "$out"
+		result ok "[$k] after reboot: same content, every job resumed and finished, every table change cut short recovered old or new"
 	else
-		printf 'FAIL\t[%s] after reboot (guest-run %s)\n' "$k" $rc >> "$out"
-		sed 's/^/# /' "$work/check.log" | tail -40 >> "$out.log"
+		result fail "[$k] after reboot (guest-run $rc)" "$work/check.log"
 	fi
 	rm -rf "$work"
 }
 
 echo "TAP version 13"
 echo "1..$((2 * ${#kernels[@]}))"
-res=$(mktemp -d /tmp/dm-chain-crash-res.XXXXXX)
-trap 'rm -rf "$res"' EXIT
 # One kernel after the other: make check runs this beside the guest
 # suites, and two more guests at once left a 6.12 boot past its 900 s on
 # two cores.
-for i in "${!kernels[@]}"; do
-	one_kernel "${kernels[$i]}" "$res/$i"
-done
-nr=0 failed=0
-for i in "${!kernels[@]}"; do
-	[ -f "$res/$i.log" ] && cat "$res/$i.log"
-	while IFS=$'\t' read -r st desc; do
-		nr=$((nr + 1))
-		if [ "$st" = OK ]; then
-			echo "ok $nr - $desc"
-		else
-			echo "not ok $nr - $desc"
-			failed=1
-		fi
-	done < "$res/$i"
+for k in "${kernels[@]}"; do
+	one_kernel "$k"
 done
 exit $failed
