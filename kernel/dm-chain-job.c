@@ -19,8 +19,15 @@
  *
  * A cluster the source does not hold is skipped, a ZERO cluster becomes a
  * ZERO entry (or zeroes on a raw destination), a cluster with data is
- * copied with dm-kcopyd into the cluster the destination holds, or into a
- * newly allocated one that is published when the copy completed.
+ * copied into the cluster the destination holds, or into a newly allocated
+ * one that is published when the copy completed.
+ *
+ * The copy: the walk gathers the clusters it starts whose destination
+ * follows on from the previous one's into a batch, reads each source run
+ * into the batch's buffer with dm-io and writes the whole with one request
+ * (a 1 MiB batch of a deep chain reads its 64 KiB pieces from many layers,
+ * but the destination sees one write).  Any other copy (a guest write's, a
+ * retry, a cluster too big for a batch) goes to dm-kcopyd.
  *
  * Active commit and mirror: once the cursor passed a cluster, every guest
  * write to it is copied to the destination before the guest sees it
@@ -38,6 +45,7 @@
  * write that was never flushed on one side only.
  */
 #include <linux/blkdev.h>
+#include <linux/dm-io.h>
 #include <linux/hash.h>
 #include <linux/ktime.h>
 #include <linux/slab.h>
@@ -53,6 +61,9 @@
 #define JOB_MAX_IN_FLIGHT	64u
 #define JOB_RETRIES		3
 #define JOB_RETRY_DELAY		(HZ / 10)
+#define JOB_BATCH_SECTORS	((1u << 20) >> SECTOR_SHIFT)
+#define JOB_BATCH_SYNCS		64u
+#define JOB_BATCHES		4u
 
 /* What the source shows for a cluster. */
 enum src_state {
@@ -76,6 +87,24 @@ struct chain_sync {
 	u64 bytes;			/* counted as done on success */
 	int tries;
 };
+
+/* Background syncs copied together: see the top of the file. */
+struct job_batch {
+	struct list_head free;		/* job->free_batches while unused */
+	struct chain_job *job;
+	void *buf;			/* JOB_BATCH_SECTORS, vmalloc */
+	struct dm_io_region to;		/* grows with each sync */
+	unsigned int nr_syncs, nr_reads;
+	bool written;
+	atomic_t pending;		/* reads or the write in flight, + 1 */
+	unsigned long error;		/* BATCH_READ_ERR, BATCH_WRITE_ERR */
+	struct work_struct work;
+	struct chain_sync *syncs[JOB_BATCH_SYNCS];
+	struct dm_io_region reads[JOB_BATCH_SYNCS];
+};
+
+#define BATCH_READ_ERR		0
+#define BATCH_WRITE_ERR		1
 
 struct chain_job {
 	struct chain_c *cc;
@@ -121,6 +150,9 @@ struct chain_job {
 	bool event;
 
 	wait_queue_head_t idle;		/* in_flight reached 0 */
+	struct list_head free_batches;	/* protected by lock */
+	struct job_batch *batches;	/* JOB_BATCHES, or NULL */
+	struct dm_io_client *io;	/* the batches' reads and writes */
 	struct delayed_work work;
 	struct work_struct event_work;
 	mempool_t sync_pool;
@@ -237,7 +269,7 @@ static struct chain_sync *new_sync(struct chain_job *job, u64 vc,
 	return s;
 }
 
-static void start_sync(struct chain_sync *s);
+static void start_sync(struct chain_sync *s, struct job_batch **open);
 static void job_failed(struct chain_job *job, int error);
 
 /*
@@ -335,7 +367,7 @@ static void end_sync(struct chain_sync *s, int error)
 	if (event)
 		job_event(job);
 	if (next)
-		start_sync(next);
+		start_sync(next, NULL);
 	if (background) {
 		wake_up(&job->idle);
 		kick(job, 0);
@@ -457,7 +489,12 @@ static void sync_zero(struct chain_sync *s, bool absent)
 	dm_kcopyd_zero(cc->kc, 1, &to, 0, copy_done, s);
 }
 
-static void sync_data(struct chain_sync *s, struct dm_io_region *from)
+static bool batch_add(struct chain_job *job, struct job_batch **open,
+		      struct chain_sync *s, struct dm_io_region *from,
+		      struct dm_io_region *to);
+
+static void sync_data(struct chain_sync *s, struct dm_io_region *from,
+		      struct job_batch **open)
 {
 	struct chain_job *job = s->job;
 	struct chain_c *cc = job->cc;
@@ -498,11 +535,16 @@ static void sync_data(struct chain_sync *s, struct dm_io_region *from)
 		from->count = s->len;
 		to.count = s->len;
 	}
+	if (open && batch_add(job, open, s, from, &to))
+		return;
 	dm_kcopyd_copy(cc->kc, from, 1, &to, 0, copy_done, s);
 }
 
-/* Make the destination show what the source shows for s->vc. */
-static void start_sync(struct chain_sync *s)
+/*
+ * Make the destination show what the source shows for s->vc.  open: the
+ * walk's batch a copy may join, or NULL.
+ */
+static void start_sync(struct chain_sync *s, struct job_batch **open)
 {
 	struct chain_job *job = s->job;
 	struct dm_io_region from;
@@ -530,13 +572,13 @@ static void start_sync(struct chain_sync *s)
 		sync_zero(s, false);
 		break;
 	case SRC_DATA:
-		sync_data(s, &from);
+		sync_data(s, &from, open);
 		break;
 	}
 }
 
 /* Start s now, or queue it behind the sync of its cluster. */
-static void submit_sync(struct chain_sync *s)
+static void submit_sync(struct chain_sync *s, struct job_batch **open)
 {
 	struct chain_job *job = s->job;
 	struct chain_sync *running;
@@ -550,7 +592,189 @@ static void submit_sync(struct chain_sync *s)
 	}
 	hlist_add_head(&s->node, sync_bucket(job, s->vc));
 	spin_unlock_irq(&job->lock);
-	start_sync(s);
+	start_sync(s, open);
+}
+
+/* ---- Batches ---- */
+
+static struct job_batch *get_batch(struct chain_job *job)
+{
+	struct job_batch *b;
+
+	spin_lock_irq(&job->lock);
+	b = list_first_entry_or_null(&job->free_batches, struct job_batch, free);
+	if (b)
+		list_del_init(&b->free);
+	spin_unlock_irq(&job->lock);
+	return b;
+}
+
+static bool batch_free(struct chain_job *job)
+{
+	bool r;
+
+	spin_lock_irq(&job->lock);
+	r = !list_empty(&job->free_batches);
+	spin_unlock_irq(&job->lock);
+	return r;
+}
+
+/* A read or the write of b completed.  Any context. */
+static void batch_io_done(unsigned long error, void *context)
+{
+	struct job_batch *b = context;
+
+	if (error)
+		set_bit(b->written ? BATCH_WRITE_ERR : BATCH_READ_ERR, &b->error);
+	if (atomic_dec_and_test(&b->pending))
+		queue_work(b->job->cc->wq, &b->work);
+}
+
+static void batch_io(struct job_batch *b, blk_opf_t opf, void *buf,
+		     struct dm_io_region *where)
+{
+	struct dm_io_request req = {
+		.bi_opf = opf,
+		.mem.type = DM_IO_VMA,
+		.mem.ptr.vma = buf,
+		.notify.fn = batch_io_done,
+		.notify.context = b,
+		.client = b->job->io,
+	};
+
+	atomic_inc(&b->pending);
+	if (dm_io(&req, 1, where, NULL, IOPRIO_DEFAULT))
+		batch_io_done(1, b);
+}
+
+/* Read every source run of b into its buffer; the write follows. */
+static void issue_batch(struct job_batch *b)
+{
+	sector_t off = 0;
+	unsigned int i;
+
+	b->error = 0;
+	b->written = false;
+	atomic_set(&b->pending, 1);
+	for (i = 0; i < b->nr_reads; i++) {
+		batch_io(b, REQ_OP_READ, b->buf + (off << SECTOR_SHIFT),
+			 &b->reads[i]);
+		off += b->reads[i].count;
+	}
+	batch_io_done(0, b);
+}
+
+/* The reads completed: write; the write completed: end the syncs. */
+static void batch_work(struct work_struct *ws)
+{
+	struct job_batch *b = container_of(ws, struct job_batch, work);
+	struct chain_sync *syncs[JOB_BATCH_SYNCS];
+	struct chain_job *job = b->job;
+	unsigned int i, n = b->nr_syncs;
+	unsigned long error = b->error;
+
+	if (!b->written && !error) {
+		b->written = true;
+		atomic_set(&b->pending, 1);
+		batch_io(b, REQ_OP_WRITE, b->buf, &b->to);
+		batch_io_done(0, b);
+		return;
+	}
+	/* b is free for the walk again before its syncs end. */
+	memcpy(syncs, b->syncs, n * sizeof(*syncs));
+	b->nr_syncs = 0;
+	b->nr_reads = 0;
+	spin_lock_irq(&job->lock);
+	list_add(&b->free, &job->free_batches);
+	spin_unlock_irq(&job->lock);
+	for (i = 0; i < n; i++)
+		copy_done(test_bit(BATCH_READ_ERR, &error),
+			  test_bit(BATCH_WRITE_ERR, &error), syncs[i]);
+}
+
+/*
+ * Copy s (from -> to) as part of the walk's open batch, issuing the open
+ * one first when s does not follow on from it.  False: no batch can take
+ * s, dm-kcopyd copies it.
+ */
+static bool batch_add(struct chain_job *job, struct job_batch **open,
+		      struct chain_sync *s, struct dm_io_region *from,
+		      struct dm_io_region *to)
+{
+	struct job_batch *b = *open;
+	struct dm_io_region *r;
+
+	if (to->count > JOB_BATCH_SECTORS)
+		return false;
+	if (b && (b->to.bdev != to->bdev ||
+		  b->to.sector + b->to.count != to->sector ||
+		  b->to.count + to->count > JOB_BATCH_SECTORS ||
+		  b->nr_syncs == JOB_BATCH_SYNCS)) {
+		issue_batch(b);
+		*open = b = NULL;
+	}
+	if (!b) {
+		b = get_batch(job);
+		if (!b)
+			return false;
+		*open = b;
+		b->to = *to;
+		b->to.count = 0;
+	}
+	r = b->nr_reads ? &b->reads[b->nr_reads - 1] : NULL;
+	if (r && r->bdev == from->bdev && r->sector + r->count == from->sector)
+		r->count += from->count;
+	else
+		b->reads[b->nr_reads++] = *from;
+	b->syncs[b->nr_syncs++] = s;
+	b->to.count += to->count;
+	return true;
+}
+
+static void free_batches(struct chain_job *job)
+{
+	unsigned int i;
+
+	if (job->batches)
+		for (i = 0; i < JOB_BATCHES; i++)
+			vfree(job->batches[i].buf);
+	kvfree(job->batches);
+	if (job->io)
+		dm_io_client_destroy(job->io);
+	job->batches = NULL;
+	job->io = NULL;
+	INIT_LIST_HEAD(&job->free_batches);
+}
+
+/*
+ * Batches pay off for clusters smaller than a batch; without memory for
+ * them every copy goes to dm-kcopyd, which is slower but correct.
+ */
+static void alloc_batches(struct chain_job *job)
+{
+	unsigned int i;
+
+	if ((1u << job->cc->cluster_shift) >= JOB_BATCH_SECTORS)
+		return;
+	job->batches = kvcalloc(JOB_BATCHES, sizeof(*job->batches), GFP_KERNEL);
+	job->io = dm_io_client_create();
+	if (IS_ERR(job->io))
+		job->io = NULL;
+	if (!job->batches || !job->io)
+		goto fail;
+	for (i = 0; i < JOB_BATCHES; i++) {
+		struct job_batch *b = &job->batches[i];
+
+		b->buf = vmalloc(JOB_BATCH_SECTORS << SECTOR_SHIFT);
+		if (!b->buf)
+			goto fail;
+		b->job = job;
+		INIT_WORK(&b->work, batch_work);
+		list_add_tail(&b->free, &job->free_batches);
+	}
+	return;
+fail:
+	free_batches(job);
 }
 
 /* ---- The background walk ---- */
@@ -667,7 +891,7 @@ static void run_retries(struct chain_job *job)
 			mempool_free(s, &job->sync_pool);
 			continue;
 		}
-		submit_sync(s);
+		submit_sync(s, NULL);
 	}
 }
 
@@ -684,6 +908,7 @@ static void do_job(struct work_struct *ws)
 {
 	struct chain_job *job = container_of(to_delayed_work(ws),
 					     struct chain_job, work);
+	struct job_batch *open = NULL;
 	unsigned long delay = 0;
 	struct chain_sync *s;
 	u64 vc, bytes;
@@ -719,6 +944,9 @@ static void do_job(struct work_struct *ws)
 				cond_resched();
 			continue;
 		}
+		/* Data waits for a batch while all are busy. */
+		if (bytes && job->batches && !open && !batch_free(job))
+			break;
 		spin_lock_irq(&job->lock);
 		if (!bandwidth_allows(job, bytes, &delay)) {
 			spin_unlock_irq(&job->lock);
@@ -733,8 +961,10 @@ static void do_job(struct work_struct *ws)
 		spin_lock_irq(&job->lock);
 		list_add_tail(&s->bg, &job->bg_syncs);
 		spin_unlock_irq(&job->lock);
-		submit_sync(s);
+		submit_sync(s, &open);
 	}
+	if (open)
+		issue_batch(open);
 
 	spin_lock_irq(&job->lock);
 	event = job->event;
@@ -969,6 +1199,7 @@ static struct chain_job *alloc_job(struct chain_c *cc)
 	INIT_LIST_HEAD(&job->bg_syncs);
 	bio_list_init(&job->bios);
 	INIT_LIST_HEAD(&job->freed);
+	INIT_LIST_HEAD(&job->free_batches);
 	init_waitqueue_head(&job->idle);
 	INIT_DELAYED_WORK(&job->work, do_job);
 	INIT_WORK(&job->event_work, do_event);
@@ -983,12 +1214,15 @@ static struct chain_job *alloc_job(struct chain_c *cc)
 	job->bandwidth = cc->bandwidth;
 	job->bw_start = ktime_get();
 	job->rate_start = job->bw_start;
+	alloc_batches(job);
 	return job;
 }
 
 /* Stop issuing and wait for background syncs.  May block. */
 static void quiesce(struct chain_job *job)
 {
+	unsigned int i;
+
 	spin_lock_irq(&job->lock);
 	job->stopped = true;
 	spin_unlock_irq(&job->lock);
@@ -998,6 +1232,10 @@ static void quiesce(struct chain_job *job)
 		drop_retries(job);
 	} while (!wait_event_timeout(job->idle, !READ_ONCE(job->in_flight),
 				     HZ / 10));
+	/* The last batch may still be ending its syncs, and kick the walk. */
+	if (job->batches)
+		for (i = 0; i < JOB_BATCHES; i++)
+			flush_work(&job->batches[i].work);
 	cancel_delayed_work_sync(&job->work);
 }
 
@@ -1019,6 +1257,7 @@ static void free_job(struct chain_job *job)
 	}
 	if (job->src != job->cc->cmd)
 		dm_chain_metadata_close(job->src);
+	free_batches(job);
 	mempool_exit(&job->sync_pool);
 	kfree(job);
 }
@@ -1250,6 +1489,7 @@ static void retire_job(struct chain_c *cc)
 		dm_chain_metadata_close(job->src);
 	job->dest = NULL;
 	job->src = cc->cmd;
+	free_batches(job);
 	job->retired = cc->retired_jobs;
 	cc->retired_jobs = job;
 }
