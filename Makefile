@@ -17,7 +17,7 @@
 # (sparse), KVM=1 (guest under KVM instead of TCG), DESTDIR, PREFIX;
 # for make bench: BENCH_SIZE (MiB, 256), BENCH_RUNTIME (s per fio run, 5),
 # BENCH_DEPTHS ("1 4 16 64"), BENCH_JOB_DEPTH (4), BENCH_JOB_SIZE (MiB, 1024),
-# BENCH_OUT, GUEST_MEM (5G).
+# BENCH_SECTIONS ("io jobs fg bw mem"), BENCH_OUT, GUEST_MEM (5G).
 
 KVER ?= 6.1
 # Never uname -r: the host's running kernel is not the one we test on.
@@ -97,7 +97,8 @@ bench:
 	$(MAKE) modules-all KERNELS="$(KVER)"
 	KVER=$(KVER) BENCH_SIZE="$(BENCH_SIZE)" BENCH_RUNTIME="$(BENCH_RUNTIME)" \
 		BENCH_DEPTHS="$(BENCH_DEPTHS)" BENCH_JOB_DEPTH="$(BENCH_JOB_DEPTH)" \
-		BENCH_JOB_SIZE="$(BENCH_JOB_SIZE)" BENCH_OUT="$(BENCH_OUT)" tools/bench/run
+		BENCH_JOB_SIZE="$(BENCH_JOB_SIZE)" BENCH_SECTIONS="$(BENCH_SECTIONS)" \
+		BENCH_OUT="$(BENCH_OUT)" tools/bench/run
 
 shell: all
 	tools/guest-run -k $(KVER) --shell
