@@ -1,0 +1,147 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# The job engine's batches (Documentation/dm-chain.rst, "How a job
+# copies") at the cluster sizes that take its three paths: 4 KiB (a batch
+# ends at 64 clusters, 256 KiB), 64 KiB (16 clusters, 1 MiB) and 2 MiB
+# (too big for a batch: dm-kcopyd).  The chain base <- sn1 <- sn2 <- cur
+# is laid out the way a batch finds hardest:
+#
+#   - clusters [0, 3/4) are striped over base, sn1 and sn2 (cluster c in
+#     layer c mod 3), so no two neighbours in a batch come from one layer
+#     and every cluster is a read of its own;
+#   - base and cur discard some of their own clusters, so the host
+#     clusters a pull or commit allocates are partly holes: the
+#     destination is not contiguous and batches must end there;
+#   - cur owns the last quarter, which a pull must leave alone.
+#
+# For each size, on fresh copies of the layers: pull (flatten), commit
+# sn2 into base, copy to a chain file and copy to a raw file.  Every case
+# compares the device with the reference file (written beside every
+# write), then the layers the job wrote alone, re-assembled.
+. "$(dirname "$0")/../lib.sh"
+
+jobs_begin pull blkdiscard
+
+LAYERS=(base sn1 sn2 cur)
+
+# stride_table FIRST DEV : a dm-linear table that maps clusters FIRST,
+# FIRST+3, ... below 3/4 of the disk of DEV one after the other.
+stride_table() {
+	awk -v f="$1" -v e=$((NCL * 3 / 4)) -v spc=$((CS / 512)) -v dev="$2" 'BEGIN {
+		for (c = f; c < e; c += 3)
+			printf "%d %d linear %s %d\n", k++ * spc, spc, dev, c * spc
+	}'
+}
+
+# fill_stride TAG FIRST : stamp those clusters on the device and in the
+# model, through a stride_table device over each: one dd for the layer.
+fill_stride() {
+	local n=$(((NCL * 3 / 4 - $2 + 2) / 3)) ml rc=1
+	ml=$(losetup -f --show "$work/model") || return 1
+	if stride_table "$2" /dev/mapper/$DEV | dmsetup create ${DEV}_fa &&
+	   stride_table "$2" "$ml" | dmsetup create ${DEV}_fb; then
+		stamp_range /dev/mapper/${DEV}_fa /dev/mapper/${DEV}_fb "$1" 0 $((n * CS))
+		rc=$?
+		sync
+	fi
+	dmsetup remove ${DEV}_fa
+	dmsetup remove ${DEV}_fb
+	losetup -d "$ml"
+	return $rc
+}
+
+# discard_ops FIRST STEP COUNT : x ops for COUNT clusters from FIRST.
+discard_ops() {
+	local i
+	for ((i = 0; i < $3; i++)); do
+		printf 'x:%d:1 ' $(($1 + i * $2))
+	done
+}
+
+build() {
+	local l
+	rm -rf "${work:?}"/* &&
+	"$CHAINADM" format -q --size $SIZE --cluster-size $CS "$work/base.img" &&
+	truncate -s $SIZE "$work/model" &&
+	"$CHAINADM" create $DEV "$work/base.img" >/dev/null &&
+	fill_stride base 0 || return 1
+	# Holes in base's data area: some of its clusters 0, 6, 12, ...
+	# shellcheck disable=SC2046	# a list of ops
+	write_ops /dev/mapper/$DEV "$work/model" base $CS \
+		$(discard_ops 0 6 $((NCL / 8 < 4 ? NCL / 8 : 4))) || return 1
+	for l in 1 2 3; do
+		"$CHAINADM" snapshot $DEV "$work/${LAYERS[l]}.img" >/dev/null || return 1
+		if [ $l -lt 3 ]; then
+			fill_stride "${LAYERS[l]}" $l || return 1
+		fi
+	done
+	# cur: the last quarter, with holes in it, and one cluster over sn1's.
+	# shellcheck disable=SC2046
+	write_ops /dev/mapper/$DEV "$work/model" cur $CS "d:$((NCL * 3 / 4)):$((NCL / 4))" \
+		$(discard_ops $((NCL * 3 / 4)) 2 $((NCL / 8 < 4 ? NCL / 8 : 4))) "d:1:1" ||
+		return 1
+	cmp /dev/mapper/$DEV "$work/model" && "$CHAINADM" remove $DEV &&
+	save_files "$work/saved" "$work"/*.img
+}
+
+# same LABEL FILE... : the chain of FILE (top first: chainadm create
+# finds the rest) shows the reference.
+same() {
+	local label=$1
+	"$CHAINADM" create $CHK "$2" >/dev/null &&
+	cmp /dev/mapper/$CHK "$work/model"
+	tap_check "$label" test $? = 0
+	"$CHAINADM" remove $CHK >/dev/null 2>&1
+}
+
+# job LABEL VERB ARGS... : run the job on a fresh chain, then the checks
+# every case shares.
+job() {
+	local label=$1 rc args
+	shift
+	args="$1 ${*:3}"
+	args=${args% }
+	stack_fresh cur || { tap_fail "$label: create the device"; return 1; }
+	timeout 300 "$CHAINADM" "$@" --wait > "$work/job.out" 2>&1
+	rc=$?
+	sed 's/^/# /' "$work/job.out"
+	tap_check "$label: chainadm $args succeeds" test $rc = 0
+	[ $rc = 0 ] || return 1
+	tap_check "$label: the device shows the reference's bytes" \
+		cmp /dev/mapper/$DEV "$work/model"
+	"$CHAINADM" remove $DEV
+}
+
+for spec in "4096 4" "65536 16" "2097152 32"; do
+	read -r CS mib <<< "$spec"
+	SIZE=$((mib << 20))
+	NCL=$((SIZE / CS))
+	c="cluster $((CS / 1024)) KiB"
+	build || die "$c: cannot build the chain"
+	tap_ok "$c: striped chain with holes shows the reference's bytes"
+
+	if job "$c, pull" pull $DEV; then
+		same "$c, pull: cur.img alone shows the reference" "$work/cur.img"
+		"$CHAINADM" check "$work/cur.img" > "$work/check.out" 2>&1
+		tap_check "$c, pull: cur.img passes check" test $? = 0
+	fi
+	if job "$c, commit" commit $DEV --top "$work/sn2.img" --base "$work/base.img"; then
+		tap_check "$c, commit: cur.img now stands on base.img" \
+			test "$(backing_names "$work/cur.img")" = "cur.img base.img"
+		same "$c, commit: cur.img over base.img shows the reference" "$work/cur.img"
+		"$CHAINADM" check "$work/base.img" > "$work/check.out" 2>&1
+		tap_check "$c, commit: base.img passes check" test $? = 0
+	fi
+	if job "$c, copy" copy $DEV "$work/dest.img" --finish; then
+		same "$c, copy: dest.img alone shows the reference" "$work/dest.img"
+	fi
+	if job "$c, raw copy" copy $DEV "$work/dest.raw" --raw --finish; then
+		tap_check "$c, raw copy: dest.raw holds the reference's bytes" \
+			cmp "$work/dest.raw" "$work/model"
+	fi
+	detach_loops "$work"
+done
+
+tap_check "kernel log is clean" kmsg_check
+tap_end
