@@ -694,8 +694,9 @@ static void batch_work(struct work_struct *ws)
 
 /*
  * Copy s (from -> to) as part of the walk's open batch, issuing the open
- * one first when s does not follow on from it.  False: no batch can take
- * s, dm-kcopyd copies it.
+ * one first when s does not follow on from it.  False: no batch is free,
+ * dm-kcopyd copies s.  (Batches exist only for clusters smaller than a
+ * batch: see alloc_batches().)
  */
 static bool batch_add(struct chain_job *job, struct job_batch **open,
 		      struct chain_sync *s, struct dm_io_region *from,
@@ -704,8 +705,6 @@ static bool batch_add(struct chain_job *job, struct job_batch **open,
 	struct job_batch *b = *open;
 	struct dm_io_region *r;
 
-	if (to->count > JOB_BATCH_SECTORS)
-		return false;
 	if (b && (b->to.bdev != to->bdev ||
 		  b->to.sector + b->to.count != to->sector ||
 		  b->to.count + to->count > JOB_BATCH_SECTORS ||
