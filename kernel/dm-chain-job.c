@@ -64,6 +64,7 @@
 #define JOB_BATCH_SECTORS	((1u << 20) >> SECTOR_SHIFT)
 #define JOB_BATCH_SYNCS		64u
 #define JOB_BATCHES		4u
+#define JOB_GUEST_BUSY		(HZ / 10)
 
 /* What the source shows for a cluster. */
 enum src_state {
@@ -132,6 +133,11 @@ struct chain_job {
 	u64 cursor;			/* next cluster to look at */
 	u64 low_failed;			/* lowest cluster whose copy failed */
 	unsigned int in_flight;		/* background syncs */
+	unsigned int batches_out;	/* taken from free_batches */
+	unsigned int batch_limit;	/* how many may be out now */
+	bool round_busy;		/* the guest was busy when it began */
+	ktime_t round_start;		/* in_flight last left 0 */
+	ktime_t rest_until;		/* no new round before, if busy */
 	struct hlist_head syncs[1 << SYNC_HASH_BITS];
 	struct list_head retry;		/* background syncs to start again */
 	struct list_head bg_syncs;	/* every background sync not done */
@@ -341,6 +347,11 @@ static void end_sync(struct chain_sync *s, int error)
 	}
 	if (background) {
 		job->in_flight--;
+		if (!job->in_flight && job->round_busy) {
+			ktime_t now = ktime_get();
+
+			job->rest_until = ktime_add(now, ktime_sub(now, job->round_start));
+		}
 		list_del(&s->bg);
 		if (error)
 			job->low_failed = min(job->low_failed, s->vc);
@@ -602,9 +613,14 @@ static struct job_batch *get_batch(struct chain_job *job)
 	struct job_batch *b;
 
 	spin_lock_irq(&job->lock);
-	b = list_first_entry_or_null(&job->free_batches, struct job_batch, free);
-	if (b)
+	b = NULL;
+	if (job->batches_out < job->batch_limit)
+		b = list_first_entry_or_null(&job->free_batches,
+					     struct job_batch, free);
+	if (b) {
 		list_del_init(&b->free);
+		job->batches_out++;
+	}
 	spin_unlock_irq(&job->lock);
 	return b;
 }
@@ -614,7 +630,8 @@ static bool batch_free(struct chain_job *job)
 	bool r;
 
 	spin_lock_irq(&job->lock);
-	r = !list_empty(&job->free_batches);
+	r = job->batches_out < job->batch_limit &&
+	    !list_empty(&job->free_batches);
 	spin_unlock_irq(&job->lock);
 	return r;
 }
@@ -686,6 +703,7 @@ static void batch_work(struct work_struct *ws)
 	b->nr_reads = 0;
 	spin_lock_irq(&job->lock);
 	list_add(&b->free, &job->free_batches);
+	job->batches_out--;
 	spin_unlock_irq(&job->lock);
 	for (i = 0; i < n; i++)
 		copy_done(test_bit(BATCH_READ_ERR, &error),
@@ -894,6 +912,43 @@ static void run_retries(struct chain_job *job)
 	}
 }
 
+/*
+ * Yield to the guest.  While it issues I/O (a bio in the last
+ * JOB_GUEST_BUSY) the walk copies in rounds: one batch (or a quarter of
+ * the usual syncs), then nothing for as long as that round took, so the
+ * job keeps at most half of the device's time and still moves on.  Idle,
+ * it copies at full rate.  Returns how many syncs may be in flight, 0 if
+ * none may start now (*delay: when to look again, if it is the rest).
+ */
+static unsigned int job_limits(struct chain_job *job, bool *busy,
+			       unsigned long *delay)
+{
+	unsigned long last = READ_ONCE(job->cc->guest_io);
+	unsigned int max = job->max_in_flight;
+	ktime_t now;
+	s64 rest;
+
+	*busy = time_in_range_open(jiffies, last, last + JOB_GUEST_BUSY);
+	spin_lock_irq(&job->lock);
+	job->batch_limit = JOB_BATCHES;
+	if (*busy) {
+		job->batch_limit = 1;
+		max = max(1u, max / JOB_BATCHES);
+		if (job->in_flight) {
+			max = 0;	/* the round goes on */
+		} else {
+			now = ktime_get();
+			rest = ktime_to_ns(ktime_sub(job->rest_until, now));
+			if (rest > 0) {
+				*delay = max_t(unsigned long, 1, nsecs_to_jiffies(rest));
+				max = 0;
+			}
+		}
+	}
+	spin_unlock_irq(&job->lock);
+	return max;
+}
+
 /* Phase changes reach the disk before userspace hears of them. */
 static void tell_after_commit(struct chain_job *job)
 {
@@ -909,18 +964,20 @@ static void do_job(struct work_struct *ws)
 					     struct chain_job, work);
 	struct job_batch *open = NULL;
 	unsigned long delay = 0;
+	unsigned int max_in_flight;
 	struct chain_sync *s;
 	u64 vc, bytes;
-	bool event;
+	bool event, busy;
 
 	take_guest_writes(job);
 	run_retries(job);
+	max_in_flight = job_limits(job, &busy, &delay);
 
 	for (;;) {
 		spin_lock_irq(&job->lock);
 		if (job->stopped || job->paused || job->cancelled ||
 		    job->phase != DM_CHAIN_PHASE_RUNNING ||
-		    job->in_flight >= job->max_in_flight) {
+		    job->in_flight >= max_in_flight) {
 			spin_unlock_irq(&job->lock);
 			break;
 		}
@@ -952,7 +1009,10 @@ static void do_job(struct work_struct *ws)
 			break;
 		}
 		job->cursor++;
-		job->in_flight++;
+		if (!job->in_flight++) {
+			job->round_start = ktime_get();
+			job->round_busy = busy;
+		}
 		spin_unlock_irq(&job->lock);
 
 		s = new_sync(job, vc, NULL, 0, 0);

@@ -1091,6 +1091,7 @@ static int chain_map(struct dm_target *ti, struct bio *bio)
 {
 	struct chain_c *cc = ti->private;
 	struct chain_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+	unsigned long now;
 	u64 vc, e;
 
 	pb->publish = NULL;
@@ -1107,6 +1108,10 @@ static int chain_map(struct dm_target *ti, struct bio *bio)
 	if (bio->bi_opf & REQ_PREFLUSH)
 		return map_flush(cc, bio);
 
+	/* Jobs yield to the guest (job_limits()); written once a tick. */
+	now = jiffies;
+	if (READ_ONCE(cc->guest_io) != now)
+		WRITE_ONCE(cc->guest_io, now);
 	bio->bi_iter.bi_sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
 	vc = bio_cluster(cc, bio);
 	pb->vcluster = vc;

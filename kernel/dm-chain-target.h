@@ -95,6 +95,7 @@ struct chain_c {
 	bool mirror_shallow;
 	bool dest_zeroed;
 	u64 bandwidth;			/* bytes/s from the table, 0 = none */
+	unsigned long guest_io;		/* jiffies of the last guest bio */
 
 	struct dm_dev *devs[];		/* bottom first; last is active */
 };

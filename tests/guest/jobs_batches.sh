@@ -19,6 +19,13 @@
 # sn2 into base, copy to a chain file and copy to a raw file.  Every case
 # compares the device with the reference file (written beside every
 # write), then the layers the job wrote alone, re-assembled.
+#
+# At 64 KiB, pull and commit once more while the guest keeps the device
+# busy (direct reads all over it, and whole-cluster writes, also made in
+# the reference, one after the other): the job then copies in rounds with
+# rests between them (it yields to the guest) and races the guest's
+# copy-ups; it must still end, and the device and the layers must still
+# show the reference.
 . "$(dirname "$0")/../lib.sh"
 
 jobs_begin pull blkdiscard
@@ -113,6 +120,61 @@ job() {
 	"$CHAINADM" remove $DEV
 }
 
+# busy_job LABEL VERB ARGS... : as job, while a guest load runs (see the
+# top); the caller restores the reference afterwards.
+busy_job() {
+	local label=$1 rc args pid n0
+	shift
+	args="$1 ${*:3}"
+	args=${args% }
+	stack_fresh cur || { tap_fail "$label: create the device"; return 1; }
+	rm -f "$work/busy.stop" "$work/busy.n"
+	(
+		n=0
+		while [ ! -e "$work/busy.stop" ]; do
+			dd if=/dev/mapper/$DEV of=/dev/null bs=4k count=64 iflag=direct \
+				skip=$((RANDOM % (SIZE / 4096 - 64))) status=none &&
+			write_ops /dev/mapper/$DEV "$work/model" "busy $n" $CS \
+				"d:$((RANDOM % NCL)):1" || exit 1
+			n=$((n + 1))
+			echo $n > "$work/busy.n"
+		done
+	) &
+	pid=$!
+	# The job starts once the load did: its first write is in.
+	while [ ! -s "$work/busy.n" ] && kill -0 $pid 2>/dev/null; do
+		sleep 0.1
+	done
+	n0=$(cat "$work/busy.n")
+	timeout 300 "$CHAINADM" "$@" --wait > "$work/job.out" 2>&1
+	rc=$?
+	echo "# $label: the guest made $(($(cat "$work/busy.n") - n0)) rounds of its load during the job"
+	touch "$work/busy.stop"
+	wait $pid
+	tap_check "$label: the guest's reads and writes succeed" test $? = 0
+	sed 's/^/# /' "$work/job.out"
+	tap_check "$label: chainadm $args succeeds" test $rc = 0
+	[ $rc = 0 ] || return 1
+	tap_check "$label: the device shows the reference's bytes" \
+		cmp /dev/mapper/$DEV "$work/model"
+	"$CHAINADM" remove $DEV
+}
+
+# busy_cases : pull and commit under load.
+busy_cases() {
+	cp "$work/model" "$work/model.idle"
+	if busy_job "$c, pull under load" pull $DEV; then
+		same "$c, pull under load: cur.img alone shows the reference" "$work/cur.img"
+	fi
+	cp "$work/model.idle" "$work/model"
+	if busy_job "$c, commit under load" commit $DEV --top "$work/sn2.img" \
+			--base "$work/base.img"; then
+		same "$c, commit under load: cur.img over base.img shows the reference" \
+			"$work/cur.img"
+	fi
+	cp "$work/model.idle" "$work/model"
+}
+
 for spec in "4096 4" "65536 16" "2097152 32"; do
 	read -r CS mib <<< "$spec"
 	SIZE=$((mib << 20))
@@ -140,6 +202,7 @@ for spec in "4096 4" "65536 16" "2097152 32"; do
 		tap_check "$c, raw copy: dest.raw holds the reference's bytes" \
 			cmp "$work/dest.raw" "$work/model"
 	fi
+	[ "$CS" = 65536 ] && busy_cases
 	detach_loops "$work"
 done
 
