@@ -21,14 +21,15 @@
 # write), then the layers the job wrote alone, re-assembled.
 #
 # At 64 KiB, pull and commit once more while the guest keeps the device
-# busy (direct reads all over it, and whole-cluster writes, also made in
-# the reference, one after the other): the job then copies in rounds with
+# busy (fio's direct random reads all over it without a pause, and
+# whole-cluster writes, also made in the reference, one after the other):
+# the job then copies in rounds with
 # rests between them (it yields to the guest) and races the guest's
 # copy-ups; it must still end, and the device and the layers must still
 # show the reference.
 . "$(dirname "$0")/../lib.sh"
 
-jobs_begin pull blkdiscard
+jobs_begin pull blkdiscard fio
 
 LAYERS=(base sn1 sn2 cur)
 
@@ -120,20 +121,30 @@ job() {
 	"$CHAINADM" remove $DEV
 }
 
+# Reads completed on the device so far.
+dev_reads() {
+	local m
+	m=$(dmsetup info -c --noheadings -o minor $DEV | tr -d ' ')
+	awk '{print $1}' "/sys/block/dm-$m/stat"
+}
+
 # busy_job LABEL VERB ARGS... : as job, while a guest load runs (see the
 # top); the caller restores the reference afterwards.
 busy_job() {
-	local label=$1 rc args pid n0
+	local label=$1 rc args pid fpid n0 r0
 	shift
 	args="$1 ${*:3}"
 	args=${args% }
 	stack_fresh cur || { tap_fail "$label: create the device"; return 1; }
 	rm -f "$work/busy.stop" "$work/busy.n"
+	r0=$(dev_reads)
+	fio --name=load --filename=/dev/mapper/$DEV --rw=randread --bs=4k \
+		--iodepth=4 --ioengine=libaio --direct=1 --time_based \
+		--runtime=600 --output="$work/fio.out" &
+	fpid=$!
 	(
 		n=0
 		while [ ! -e "$work/busy.stop" ]; do
-			dd if=/dev/mapper/$DEV of=/dev/null bs=4k count=64 iflag=direct \
-				skip=$((RANDOM % (SIZE / 4096 - 64))) status=none &&
 			write_ops /dev/mapper/$DEV "$work/model" "busy $n" $CS \
 				"d:$((RANDOM % NCL)):1" || exit 1
 			n=$((n + 1))
@@ -141,17 +152,21 @@ busy_job() {
 		done
 	) &
 	pid=$!
-	# The job starts once the load did: its first write is in.
-	while [ ! -s "$work/busy.n" ] && kill -0 $pid 2>/dev/null; do
+	# The job starts once the load did: fio reads, the first write is in.
+	while { [ ! -s "$work/busy.n" ] || [ "$(dev_reads)" -lt $((r0 + 100)) ]; } &&
+		kill -0 $pid 2>/dev/null && kill -0 $fpid 2>/dev/null; do
 		sleep 0.1
 	done
 	n0=$(cat "$work/busy.n")
 	timeout 300 "$CHAINADM" "$@" --wait > "$work/job.out" 2>&1
 	rc=$?
-	echo "# $label: the guest made $(($(cat "$work/busy.n") - n0)) rounds of its load during the job"
+	echo "# $label: the guest made $(($(cat "$work/busy.n") - n0)) writes during the job"
 	touch "$work/busy.stop"
 	wait $pid
-	tap_check "$label: the guest's reads and writes succeed" test $? = 0
+	tap_check "$label: the guest's writes succeed" test $? = 0
+	kill -INT $fpid
+	wait $fpid
+	tap_check "$label: the guest's reads succeed" grep -q "err= 0" "$work/fio.out"
 	sed 's/^/# /' "$work/job.out"
 	tap_check "$label: chainadm $args succeeds" test $rc = 0
 	[ $rc = 0 ] || return 1
