@@ -608,16 +608,21 @@ static void submit_sync(struct chain_sync *s, struct job_batch **open)
 
 /* ---- Batches ---- */
 
+/* May the walk take a batch now?  job->lock held. */
+static bool __batch_free(struct chain_job *job)
+{
+	return job->batches_out < job->batch_limit &&
+	       !list_empty(&job->free_batches);
+}
+
 static struct job_batch *get_batch(struct chain_job *job)
 {
 	struct job_batch *b;
 
 	spin_lock_irq(&job->lock);
 	b = NULL;
-	if (job->batches_out < job->batch_limit)
-		b = list_first_entry_or_null(&job->free_batches,
-					     struct job_batch, free);
-	if (b) {
+	if (__batch_free(job)) {
+		b = list_first_entry(&job->free_batches, struct job_batch, free);
 		list_del_init(&b->free);
 		job->batches_out++;
 	}
@@ -630,8 +635,7 @@ static bool batch_free(struct chain_job *job)
 	bool r;
 
 	spin_lock_irq(&job->lock);
-	r = job->batches_out < job->batch_limit &&
-	    !list_empty(&job->free_batches);
+	r = __batch_free(job);
 	spin_unlock_irq(&job->lock);
 	return r;
 }

@@ -103,24 +103,6 @@ same() {
 	"$CHAINADM" remove $CHK >/dev/null 2>&1
 }
 
-# job LABEL VERB ARGS... : run the job on a fresh chain, then the checks
-# every case shares.
-job() {
-	local label=$1 rc args
-	shift
-	args="$1 ${*:3}"
-	args=${args% }
-	stack_fresh cur || { tap_fail "$label: create the device"; return 1; }
-	timeout 300 "$CHAINADM" "$@" --wait > "$work/job.out" 2>&1
-	rc=$?
-	sed 's/^/# /' "$work/job.out"
-	tap_check "$label: chainadm $args succeeds" test $rc = 0
-	[ $rc = 0 ] || return 1
-	tap_check "$label: the device shows the reference's bytes" \
-		cmp /dev/mapper/$DEV "$work/model"
-	"$CHAINADM" remove $DEV
-}
-
 # Reads completed on the device so far.
 dev_reads() {
 	local m
@@ -128,20 +110,16 @@ dev_reads() {
 	awk '{print $1}' "/sys/block/dm-$m/stat"
 }
 
-# busy_job LABEL VERB ARGS... : as job, while a guest load runs (see the
-# top); the caller restores the reference afterwards.
-busy_job() {
-	local label=$1 rc args pid fpid n0 r0
-	shift
-	args="$1 ${*:3}"
-	args=${args% }
-	stack_fresh cur || { tap_fail "$label: create the device"; return 1; }
+# load_start : the guest load of the busy cases (see the top), on the
+# device; returns once it runs.
+load_start() {
+	local r0
 	rm -f "$work/busy.stop" "$work/busy.n"
 	r0=$(dev_reads)
 	fio --name=load --filename=/dev/mapper/$DEV --rw=randread --bs=4k \
 		--iodepth=4 --ioengine=libaio --direct=1 --time_based \
 		--runtime=600 --output="$work/fio.out" &
-	fpid=$!
+	load_fio=$!
 	(
 		n=0
 		while [ ! -e "$work/busy.stop" ]; do
@@ -151,22 +129,39 @@ busy_job() {
 			echo $n > "$work/busy.n"
 		done
 	) &
-	pid=$!
+	load_writer=$!
 	# The job starts once the load did: fio reads, the first write is in.
 	while { [ ! -s "$work/busy.n" ] || [ "$(dev_reads)" -lt $((r0 + 100)) ]; } &&
-		kill -0 $pid 2>/dev/null && kill -0 $fpid 2>/dev/null; do
+		kill -0 $load_writer 2>/dev/null && kill -0 $load_fio 2>/dev/null; do
 		sleep 0.1
 	done
-	n0=$(cat "$work/busy.n")
+	load_n0=$(cat "$work/busy.n")
+}
+
+# load_stop LABEL : stop the load; its reads and writes must have succeeded.
+load_stop() {
+	echo "# $1: the guest made $(($(cat "$work/busy.n") - load_n0)) writes during the job"
+	touch "$work/busy.stop"
+	wait $load_writer
+	tap_check "$1: the guest's writes succeed" test $? = 0
+	kill -INT $load_fio
+	wait $load_fio
+	tap_check "$1: the guest's reads succeed" grep -q "err= 0" "$work/fio.out"
+}
+
+# job LABEL VERB ARGS... : run the job on a fresh chain, under the load
+# when LOAD=1 (the caller then restores the reference), then the checks
+# every case shares.
+job() {
+	local label=$1 rc args
+	shift
+	args="$1 ${*:3}"
+	args=${args% }
+	stack_fresh cur || { tap_fail "$label: create the device"; return 1; }
+	[ "${LOAD:-0}" = 0 ] || load_start
 	timeout 300 "$CHAINADM" "$@" --wait > "$work/job.out" 2>&1
 	rc=$?
-	echo "# $label: the guest made $(($(cat "$work/busy.n") - n0)) writes during the job"
-	touch "$work/busy.stop"
-	wait $pid
-	tap_check "$label: the guest's writes succeed" test $? = 0
-	kill -INT $fpid
-	wait $fpid
-	tap_check "$label: the guest's reads succeed" grep -q "err= 0" "$work/fio.out"
+	[ "${LOAD:-0}" = 0 ] || load_stop "$label"
 	sed 's/^/# /' "$work/job.out"
 	tap_check "$label: chainadm $args succeeds" test $rc = 0
 	[ $rc = 0 ] || return 1
@@ -178,11 +173,11 @@ busy_job() {
 # busy_cases : pull and commit under load.
 busy_cases() {
 	cp "$work/model" "$work/model.idle"
-	if busy_job "$c, pull under load" pull $DEV; then
+	if LOAD=1 job "$c, pull under load" pull $DEV; then
 		same "$c, pull under load: cur.img alone shows the reference" "$work/cur.img"
 	fi
 	cp "$work/model.idle" "$work/model"
-	if busy_job "$c, commit under load" commit $DEV --top "$work/sn2.img" \
+	if LOAD=1 job "$c, commit under load" commit $DEV --top "$work/sn2.img" \
 			--base "$work/base.img"; then
 		same "$c, commit under load: cur.img over base.img shows the reference" \
 			"$work/cur.img"
