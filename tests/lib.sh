@@ -26,8 +26,10 @@ KMSG_BAD='BUG:|WARNING:|Oops|general protection|blocked for more than|UBSAN|KASA
 
 _tap_n=0
 _tap_failed=0
+_tap_plan=
 
 tap_plan() {
+	_tap_plan=$1
 	echo "TAP version 13"
 	echo "1..$1"
 }
@@ -61,8 +63,13 @@ tap_check() {
 	fi
 }
 
-# Exit with the kselftest code for what was reported so far.
+# Exit with the kselftest code for what was reported so far.  A test that
+# reported fewer or more checks than it planned failed, whatever they said.
 tap_done() {
+	if [ -n "$_tap_plan" ] && [ "$_tap_n" -ne "$_tap_plan" ]; then
+		echo "# planned $_tap_plan checks, reported $_tap_n"
+		exit 1
+	fi
 	[ $_tap_failed -eq 0 ] && exit 0
 	exit 1
 }
