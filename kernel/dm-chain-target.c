@@ -10,7 +10,9 @@
  * concurrent bios on one cluster are ordered, allocates the next host
  * cluster of the active layer and either lets a write covering the whole
  * cluster land there (the mapping is published when it completes) or
- * copies the cluster up with dm-kcopyd first and then remaps the write.
+ * copies the cluster up: reads it into a buffer, lays the write over it and
+ * writes the whole at once (with every buffer busy, dm-kcopyd copies it
+ * and the write is remapped after).
  *
  * Crash argument (the metadata side is in dm-chain-metadata.c): a mapping
  * is published in memory only after the data it points to was written;
@@ -27,6 +29,7 @@
 #include <linux/module.h>
 #include <linux/mempool.h>
 #include <linux/slab.h>
+#include <linux/vmalloc.h>
 #include <linux/version.h>
 #include <linux/wait_bit.h>
 #include <linux/workqueue.h>
@@ -230,6 +233,8 @@ static void do_no_space_timeout(struct work_struct *ws)
 
 /* ---- Worker: writes that allocate, discards, write-zeroes, commits. ---- */
 
+static void copy_work(struct work_struct *ws);
+
 static void copy_done(int read_err, unsigned long write_err, void *context)
 {
 	struct chain_cell *cell = context;
@@ -244,7 +249,138 @@ static void copy_done(int read_err, unsigned long write_err, void *context)
 	chain_release_cell(cell, true, true);
 }
 
-/* Fill the new host cluster with what the cluster shows now. */
+/*
+ * A buffer for a copy-up: a free one, or a new one while the device has
+ * fewer than max_copies.  NULL: dm-kcopyd copies.  The worker only.
+ */
+static struct chain_copy *get_copy(struct chain_c *cc)
+{
+	struct chain_copy *cp = NULL;
+
+	spin_lock_irq(&cc->lock);
+	if (!list_empty(&cc->copies)) {
+		cp = list_first_entry(&cc->copies, struct chain_copy, free);
+		list_del(&cp->free);
+	} else if (cc->nr_copies < cc->max_copies) {
+		cc->nr_copies++;
+	} else {
+		spin_unlock_irq(&cc->lock);
+		return NULL;
+	}
+	spin_unlock_irq(&cc->lock);
+	if (cp)
+		return cp;
+
+	cp = kzalloc(sizeof(*cp), GFP_NOIO | __GFP_NORETRY | __GFP_NOWARN);
+	if (cp)
+		cp->buf = __vmalloc(cc->cluster_sectors << SECTOR_SHIFT,
+				    GFP_NOIO | __GFP_NORETRY | __GFP_NOWARN);
+	if (!cp || !cp->buf) {
+		kfree(cp);
+		spin_lock_irq(&cc->lock);
+		cc->nr_copies--;
+		spin_unlock_irq(&cc->lock);
+		return NULL;
+	}
+	INIT_WORK(&cp->work, copy_work);
+	return cp;
+}
+
+static void free_copies(struct chain_c *cc)
+{
+	struct chain_copy *cp, *tmp;
+
+	list_for_each_entry_safe(cp, tmp, &cc->copies, free) {
+		vfree(cp->buf);
+		kfree(cp);
+	}
+}
+
+/* The buffer's write ended, or its read failed.  Any context. */
+static void copy_end(struct chain_c *cc, struct chain_copy *cp)
+{
+	struct chain_cell *cell = cp->cell;
+	struct bio *bio = cell->bio;
+	unsigned long error = cp->error, flags;
+
+	spin_lock_irqsave(&cc->lock, flags);
+	list_add(&cp->free, &cc->copies);
+	spin_unlock_irqrestore(&cc->lock, flags);
+	if (error) {
+		DMERR_LIMIT("%s: copy-up of cluster %llu failed",
+			    dm_device_name(dm_table_get_md(cc->ti->table)),
+			    cell->vcluster);
+		fail_cell(cell, BLK_STS_IOERR);
+		return;
+	}
+	/* The write is on disk with the cluster: publish, then complete. */
+	cell->bio = NULL;
+	chain_release_cell(cell, true, false);
+	bio_endio(bio);
+}
+
+static void copy_buf_io_done(unsigned long error, void *context)
+{
+	struct chain_copy *cp = context;
+	struct chain_c *cc = cp->cell->cc;
+
+	cp->error |= error;
+	if (cp->error || cp->writing) {
+		copy_end(cc, cp);
+		return;
+	}
+	/* dm_io() may sleep: the write is issued from the workqueue. */
+	queue_work(cc->wq, &cp->work);
+}
+
+static void copy_buf_io(struct chain_copy *cp, blk_opf_t opf,
+			struct dm_io_region *where)
+{
+	struct dm_io_request req = {
+		.bi_opf = opf,
+		.mem.type = DM_IO_VMA,
+		.mem.ptr.vma = cp->buf,
+		.notify.fn = copy_buf_io_done,
+		.notify.context = cp,
+		.client = cp->cell->cc->io,
+	};
+
+	if (dm_io(&req, 1, where, NULL, IOPRIO_DEFAULT))
+		copy_buf_io_done(1, cp);
+}
+
+/* The cluster is in the buffer: lay the write over it and write it all. */
+static void copy_work(struct work_struct *ws)
+{
+	struct chain_copy *cp = container_of(ws, struct chain_copy, work);
+	struct chain_c *cc = cp->cell->cc;
+	struct bio *bio = cp->cell->bio;
+	char *p = cp->buf + (cluster_offset(cc, bio) << SECTOR_SHIFT);
+	struct bvec_iter iter;
+	struct bio_vec bv;
+
+	bio_for_each_segment(bv, bio, iter) {
+		memcpy_from_bvec(p, &bv);
+		p += bv.bv_len;
+	}
+	cp->writing = true;
+	copy_buf_io(cp, REQ_OP_WRITE, &cp->to);
+}
+
+static void start_copy(struct chain_copy *cp, struct chain_cell *cell,
+		       struct dm_io_region *to)
+{
+	cp->cell = cell;
+	cp->to = *to;
+	cp->error = 0;
+	cp->writing = false;
+}
+
+/*
+ * Fill the new host cluster with what the cluster shows now.  Through a
+ * buffer the write is part of it and cell->bio completes when it lands;
+ * through dm-kcopyd cell->bio is requeued and remapped after the copy.
+ */
 static void copy_up(struct chain_c *cc, struct chain_cell *cell)
 {
 	u64 e = dm_chain_lookup(cc->cmd, cell->vcluster);
@@ -254,6 +390,7 @@ static void copy_up(struct chain_c *cc, struct chain_cell *cell)
 		.sector = cell->host << cc->cluster_shift,
 		.count = len,
 	};
+	struct chain_copy *cp = get_copy(cc);
 
 	switch (chain_entry_kind(e)) {
 	case CHAIN_MAPPED:
@@ -265,10 +402,21 @@ static void copy_up(struct chain_c *cc, struct chain_cell *cell)
 		from.sector = cell->vcluster << cc->cluster_shift;
 		break;
 	default:
+		if (cp) {
+			start_copy(cp, cell, &to);
+			memset(cp->buf, 0, len << SECTOR_SHIFT);
+			copy_work(&cp->work);
+			return;
+		}
 		dm_kcopyd_zero(cc->kc, 1, &to, 0, copy_done, cell);
 		return;
 	}
 	from.count = len;
+	if (cp) {
+		start_copy(cp, cell, &to);
+		copy_buf_io(cp, REQ_OP_READ, &from);
+		return;
+	}
 	dm_kcopyd_copy(cc->kc, &from, 1, &to, 0, copy_done, cell);
 }
 
@@ -832,6 +980,7 @@ static int open_metadata(struct chain_c *cc, struct dm_target *ti)
 	cc->cmd = cmd;
 	cc->cluster_shift = dm_chain_cluster_shift(cmd) - SECTOR_SHIFT;
 	cc->cluster_sectors = 1 << cc->cluster_shift;
+	cc->max_copies = max(1, COPY_BUF_SECTORS >> cc->cluster_shift);
 	return 0;
 }
 
@@ -855,6 +1004,13 @@ static int create_workers(struct chain_c *cc, struct dm_target *ti)
 		r = PTR_ERR(cc->kc);
 		cc->kc = NULL;
 		ti->error = "Cannot create the kcopyd client";
+		return r;
+	}
+	cc->io = dm_io_client_create();
+	if (IS_ERR(cc->io)) {
+		r = PTR_ERR(cc->io);
+		cc->io = NULL;
+		ti->error = "Cannot create the dm-io client";
 		return r;
 	}
 	return 0;
@@ -881,6 +1037,9 @@ static void chain_free(struct chain_c *cc)
 	chain_job_dtr(cc);
 	if (cc->kc)
 		dm_kcopyd_client_destroy(cc->kc);
+	if (cc->io)
+		dm_io_client_destroy(cc->io);
+	free_copies(cc);
 	if (cc->wq)
 		destroy_workqueue(cc->wq);
 	mempool_exit(&cc->cell_pool);
@@ -925,6 +1084,7 @@ static int chain_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	bio_list_init(&cc->deferred);
 	bio_list_init(&cc->commit_waiters);
 	INIT_LIST_HEAD(&cc->freed);
+	INIT_LIST_HEAD(&cc->copies);
 	bio_list_init(&cc->no_space);
 	INIT_WORK(&cc->worker, do_worker);
 	INIT_DELAYED_WORK(&cc->commit_work, do_commit_tick);

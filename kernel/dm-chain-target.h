@@ -7,6 +7,7 @@
 #define DM_CHAIN_TARGET_H
 
 #include <linux/device-mapper.h>
+#include <linux/dm-io.h>
 #include <linux/dm-kcopyd.h>
 #include <linux/mempool.h>
 #include <linux/workqueue.h>
@@ -19,6 +20,7 @@ struct chain_job;
 #define MIN_CELLS		64
 #define COMMIT_PERIOD		HZ
 #define DEFAULT_NO_SPACE_TIMEOUT 60	/* seconds, as dm-thin */
+#define COPY_BUF_SECTORS	(2 << (20 - SECTOR_SHIFT))	/* 2 MiB per device */
 
 /* A cluster the worker is allocating; bios for it wait here. */
 struct chain_cell {
@@ -28,6 +30,21 @@ struct chain_cell {
 	struct bio_list waiters;
 	u64 vcluster;
 	u64 host;
+};
+
+/*
+ * A first write smaller than its cluster, copied up through a buffer: the
+ * cluster is read into buf, the write laid over it, and the whole written
+ * to the new host cluster (see copy_up()).
+ */
+struct chain_copy {
+	struct list_head free;		/* cc->copies while unused */
+	struct chain_cell *cell;	/* its bio is the write */
+	struct work_struct work;
+	struct dm_io_region to;
+	unsigned long error;
+	bool writing;			/* the read is done */
+	void *buf;			/* one cluster */
 };
 
 /* A host cluster freed by a discard, reusable after the next commit. */
@@ -78,6 +95,10 @@ struct chain_c {
 	struct delayed_work commit_work;
 	struct delayed_work no_space_work;
 	struct dm_kcopyd_client *kc;
+	struct dm_io_client *io;	/* copy-ups through a buffer */
+	struct list_head copies;	/* free struct chain_copy, under lock */
+	unsigned int nr_copies;		/* allocated, at most max_copies */
+	unsigned int max_copies;
 	mempool_t cell_pool;
 	struct chain_job *job;		/* NULL when no job was ever started */
 	/*
