@@ -349,7 +349,10 @@ static void copy_buf_io(struct chain_copy *cp, blk_opf_t opf,
 		copy_buf_io_done(1, cp);
 }
 
-/* The cluster is in the buffer: lay the write over it and write it all. */
+/*
+ * The cluster is in the buffer: lay the write (or the zeros of a partial
+ * WRITE_ZEROES) over it and write it all.
+ */
 static void copy_work(struct work_struct *ws)
 {
 	struct chain_copy *cp = container_of(ws, struct chain_copy, work);
@@ -359,9 +362,13 @@ static void copy_work(struct work_struct *ws)
 	struct bvec_iter iter;
 	struct bio_vec bv;
 
-	bio_for_each_segment(bv, bio, iter) {
-		memcpy_from_bvec(p, &bv);
-		p += bv.bv_len;
+	if (bio_op(bio) == REQ_OP_WRITE_ZEROES) {
+		memset(p, 0, bio->bi_iter.bi_size);
+	} else {
+		bio_for_each_segment(bv, bio, iter) {
+			memcpy_from_bvec(p, &bv);
+			p += bv.bv_len;
+		}
 	}
 	cp->writing = true;
 	copy_buf_io(cp, REQ_OP_WRITE, &cp->to);
@@ -631,7 +638,7 @@ static void process_write_zeroes(struct chain_c *cc, struct bio *bio)
 	else if (dm_chain_owned(cc->cmd, bio_cluster(cc, bio)))
 		zero_range(cc, bio);
 	else
-		process_write(cc, bio);	/* copies up, then comes back */
+		process_write(cc, bio);	/* copy-up: see copy_up() */
 }
 
 static void process_bio(struct chain_c *cc, struct bio *bio)

@@ -13,7 +13,8 @@
 #     held by the raw base, by a middle layer, and by no layer (zeroed
 #     there), one to eight blocks per cluster, the blocks of one cluster
 #     racing each other; then again after a flush and a re-assembly.
-#  2. A write into the short last cluster.
+#  2. A write into the short last cluster; a WRITE_ZEROES of part of a
+#     fresh cluster.
 #  3. The middle layer fails reads: a first write into one of its clusters
 #     fails with EIO and publishes nothing, a write elsewhere succeeds;
 #     healed, the cluster shows its old data and the write goes through.
@@ -39,7 +40,7 @@ on_exit rm -rf "$W"
 on_exit detach_loops "$W"
 cd "$W" || die "no scratch"
 
-tap_plan 21
+tap_plan 25
 
 MIB=1048576
 SIZE=$((16 * MIB + 20480))	# the last cluster is 20 KiB
@@ -135,6 +136,9 @@ run_size() {
 		writes "w$k" "$cs" 1 0:$((7 * MIB)) $((8 * MIB)):$((10 * MIB))
 	tap_check "$k: the device matches the model" same
 	tap_check "$k: a write into the short last cluster" put $((SIZE - 8192)) "last$k"
+	tap_check "$k: a partial WRITE_ZEROES into a fresh cluster" \
+		zero_range $D model $((10 * MIB + 4096)) 8192
+	tap_check "$k: the device matches the model" same
 	flush_dev && dmsetup remove cu && assemble
 	tap_check "$k: flushed and re-assembled, the device matches the model" same
 
