@@ -235,15 +235,33 @@ static void do_no_space_timeout(struct work_struct *ws)
 
 static void copy_work(struct work_struct *ws);
 
+/*
+ * A copy-up failed: its write fails and its host cluster, which nothing
+ * points to, goes back to the allocator.  The bios waiting behind the cell
+ * go back to the worker, each to its own copy-up (or whole-cluster write).
+ * Any context.
+ */
+static void copy_failed(struct chain_cell *cell)
+{
+	struct chain_c *cc = cell->cc;
+	struct bio *bio = cell->bio;
+
+	DMERR_LIMIT("%s: copy-up of cluster %llu failed",
+		    dm_device_name(dm_table_get_md(cc->ti->table)),
+		    cell->vcluster);
+	dm_chain_release_cluster(cc->cmd, cell->host);
+	cell->bio = NULL;
+	chain_release_cell(cell, false, false);
+	bio->bi_status = BLK_STS_IOERR;
+	bio_endio(bio);
+}
+
 static void copy_done(int read_err, unsigned long write_err, void *context)
 {
 	struct chain_cell *cell = context;
 
 	if (read_err || write_err) {
-		DMERR_LIMIT("%s: copy-up of cluster %llu failed (read %d, write %lu)",
-			    dm_device_name(dm_table_get_md(cell->cc->ti->table)),
-			    cell->vcluster, read_err, write_err);
-		fail_cell(cell, BLK_STS_IOERR);
+		copy_failed(cell);
 		return;
 	}
 	chain_release_cell(cell, true, true);
@@ -307,10 +325,7 @@ static void copy_end(struct chain_c *cc, struct chain_copy *cp)
 	list_add(&cp->free, &cc->copies);
 	spin_unlock_irqrestore(&cc->lock, flags);
 	if (error) {
-		DMERR_LIMIT("%s: copy-up of cluster %llu failed",
-			    dm_device_name(dm_table_get_md(cc->ti->table)),
-			    cell->vcluster);
-		fail_cell(cell, BLK_STS_IOERR);
+		copy_failed(cell);
 		return;
 	}
 	/* The write is on disk with the cluster: publish, then complete. */
@@ -333,11 +348,13 @@ static void copy_buf_io_done(unsigned long error, void *context)
 	queue_work(cc->wq, &cp->work);
 }
 
+/* I/O for cp's write, with the guest write's priority and REQ_SYNC. */
 static void copy_buf_io(struct chain_copy *cp, blk_opf_t opf,
 			struct dm_io_region *where)
 {
+	struct bio *bio = cp->cell->bio;
 	struct dm_io_request req = {
-		.bi_opf = opf,
+		.bi_opf = opf | (bio->bi_opf & REQ_SYNC),
 		.mem.type = DM_IO_VMA,
 		.mem.ptr.vma = cp->buf,
 		.notify.fn = copy_buf_io_done,
@@ -345,7 +362,7 @@ static void copy_buf_io(struct chain_copy *cp, blk_opf_t opf,
 		.client = cp->cell->cc->io,
 	};
 
-	if (dm_io(&req, 1, where, NULL, IOPRIO_DEFAULT))
+	if (dm_io(&req, 1, where, NULL, bio_prio(bio)))
 		copy_buf_io_done(1, cp);
 }
 
@@ -987,7 +1004,12 @@ static int open_metadata(struct chain_c *cc, struct dm_target *ti)
 	cc->cmd = cmd;
 	cc->cluster_shift = dm_chain_cluster_shift(cmd) - SECTOR_SHIFT;
 	cc->cluster_sectors = 1 << cc->cluster_shift;
-	cc->max_copies = max(1, COPY_BUF_SECTORS >> cc->cluster_shift);
+	/*
+	 * Each copy holds a cell until copy_work(), on cc->wq, has run: leave
+	 * half of the cells' reserve to the worker on that queue.
+	 */
+	cc->max_copies = clamp(COPY_BUF_SECTORS >> cc->cluster_shift, 1,
+			       MIN_CELLS / 2);
 	return 0;
 }
 
