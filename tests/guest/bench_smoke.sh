@@ -12,7 +12,8 @@
 # data checks: a fio write job with crc32c verification through the chain,
 # the chain's bytes equal to those of the qcow2 chain built the same way,
 # and to those of the dm-linear table the bench builds from the layers'
-# cluster tables.  No figure is judged: under emulation timing means nothing here.
+# cluster tables; the chain's copy-up figures paired with a dm-snapshot.
+# No figure is judged: under emulation timing means nothing here.
 . "$(dirname "$0")/../lib.sh"
 
 require_root
@@ -28,7 +29,7 @@ IO_METRICS="randread_4k_qd1_p50_us randread_4k_qd1_p99_us randread_4k_qd32_iops
 	seqread_1m_qd4_mibs randwrite_4k_owned_qd1_iops randwrite_4k_owned_qd32_iops
 	seqwrite_1m_qd4_mibs randwrite_4k_fresh_qd1_iops randwrite_4k_fresh_qd32_iops"
 
-tap_plan 11
+tap_plan 12
 kmsg_mark
 out=$(mktemp -d /tmp/bench_smoke.XXXXXX)
 on_exit rm -rf "$out"
@@ -64,6 +65,14 @@ done
 [ -z "$missing" ] || log "missing:$missing"
 tap_check "results.json has the read figures of dm-linear with the chain's layout" \
 	test -z "$missing"
+
+missing=
+for m in snap_randwrite_4k_fresh_qd1_iops snap_randwrite_4k_fresh_qd32_iops; do
+	has chain "$m" || missing="$missing chain/$m"
+done
+[ -z "$missing" ] || log "missing:$missing"
+tap_check "the chain's copy-up figures are paired with dm-snapshot's" \
+	test -z "$missing" -a "$(grep -c '(paired)' "$out/results.md")" = 2
 
 tap_check "every figure carries its ratio to dm-linear" jq -e \
 	'[.results[] | select(.metric == "randread_4k_qd1_p99_us" and .vs_linear == null)] | length == 0' \
