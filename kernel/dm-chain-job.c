@@ -58,7 +58,6 @@
 
 #define SYNC_HASH_BITS		6
 #define JOB_IN_FLIGHT_BYTES	(4u << 20)
-#define JOB_MAX_IN_FLIGHT	64u
 #define JOB_RETRIES		3
 #define JOB_RETRY_DELAY		(HZ / 10)
 #define JOB_BATCH_SECTORS	((1u << 20) >> SECTOR_SHIFT)
@@ -1193,8 +1192,12 @@ int chain_job_commit(struct chain_c *cc)
 	list_splice_init(&job->freed, &freed);
 	spin_unlock_irq(&job->lock);
 
+	/*
+	 * Always flush the destination: copies into clusters it already
+	 * held change no metadata, and the cursor written below passes them.
+	 */
 	if (job->dest && job->dest != cc->cmd)
-		r = dm_chain_commit(job->dest);
+		r = dm_chain_commit(job->dest, true);
 	else if (job->dest_bdev && job->type != DM_CHAIN_JOB_STREAM)
 		r = blkdev_issue_flush(job->dest_bdev);
 	if (job->dest && job->dest != cc->cmd)

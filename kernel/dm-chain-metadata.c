@@ -14,26 +14,40 @@
  * case the active layer's entry is ABSENT).
  *
  * Crash argument.  A change to the active layer is recorded in the index
- * and marks its table block dirty; it reaches the disk in a commit:
+ * (a mapping only after the data it points to was written) and marks its
+ * table block dirty; it reaches the disk in a commit, in rounds of at most
+ * TABLE_IO_BLOCKS blocks:
  *
- *   1. flush the active layer's device: the data of every cluster the
- *      dirty entries point to is on disk before any entry points to it;
- *   2. write the dirty table blocks in place;
- *   3. write the header into the slot not holding the current generation,
- *      with PREFLUSH|FUA, so the table blocks are durable before it.
+ *   1. copy the dirty table blocks from the index, then flush the active
+ *      layer's device: the data of every cluster the copies point to
+ *      completed before the copy, so it is on disk before any entry
+ *      pointing to it;
+ *   2. write the copies in place (a mapping published after the copy
+ *      waits for the next commit, whose flush covers its data);
+ *   3. write the header, generation g + 1, into slot (g + 1) mod 2, with
+ *      PREFLUSH|FUA, so the table blocks are durable before it.  The
+ *      generation in memory moves only when that write succeeded: a
+ *      failed or torn write, and the needs-check write that follows it,
+ *      go to the slot not holding the current header, never over it.
  *
  * A crash before step 2 leaves the old table: only unflushed writes are
  * lost.  A crash in step 2 leaves each 8-byte entry either old or new
  * (sectors are written atomically) and every new entry points at data that
  * was flushed in step 1.  A host cluster freed by a discard is handed out
- * again only after the commit that stopped pointing at it is complete (see
- * dm_chain_release_cluster()), so an entry on disk never points at a host
- * cluster that holds another virtual cluster's data, and no virtual sector
- * can show another sector's data.  The allocation end in the header is
- * only a hint: open takes the larger of it and the highest mapped host
- * cluster + 1, so entries written in step 2 of a commit whose header never
- * landed stay valid; host clusters below it that no entry maps are free.
- * A torn header write fails its checksum and the other slot is used.
+ * again only after the commit that stopped pointing at it is complete and
+ * every I/O sent to it before the free has completed (the target's
+ * epochs, see dm_chain_release_cluster()), so an entry on disk never
+ * points at a host cluster that holds another virtual cluster's data, and
+ * no virtual sector can show another sector's data.  The allocation end
+ * in the header is only a hint: open takes the larger of it and the
+ * highest mapped host cluster + 1, so entries written in step 2 of a
+ * commit whose header never landed stay valid; host clusters below it
+ * that no entry maps are free.  A torn header write fails its checksum and
+ * the other slot is used.
+ *
+ * A commit asked for by a FLUSH flushes the device even when nothing
+ * changed: writes to clusters the active layer already holds go to the
+ * device in place and need no metadata, only the flush.
  */
 #include <linux/device-mapper.h>
 #include <linux/dm-io.h>
@@ -47,8 +61,10 @@
 
 #define DM_MSG_PREFIX "chain"
 
-/* Table blocks read per I/O at open, and written per I/O at commit. */
+/* Table blocks read per I/O at open, and copied per round at commit. */
 #define TABLE_IO_BLOCKS		256
+/* Runs of neighbouring dirty blocks per commit round. */
+#define TABLE_RUNS		32
 
 struct chain_layer {
 	struct block_device *bdev;
@@ -86,6 +102,11 @@ struct dm_chain_metadata {
 	struct mutex commit_lock;
 	u64 committed_seq;		/* change_seq of the last commit */
 	void *buf;			/* TABLE_IO_BLOCKS blocks */
+	struct {
+		u64 block;		/* first table block of the run */
+		unsigned int first;	/* its place in buf, in blocks */
+		unsigned int count;
+	} runs[TABLE_RUNS];		/* what buf holds at commit */
 
 	enum chain_metadata_mode mode;	/* only gets worse; see _failed() */
 	bool needs_check;
@@ -452,7 +473,7 @@ bad:
 
 void dm_chain_metadata_close(struct dm_chain_metadata *cmd)
 {
-	int r = dm_chain_commit(cmd);
+	int r = dm_chain_commit(cmd, false);
 
 	if (r)
 		DMERR("%pg: final metadata commit failed (%d)",
@@ -661,7 +682,11 @@ static __le64 active_entry(struct dm_chain_metadata *cmd, u64 e)
 	}
 }
 
-/* Claim one dirty table block and fill it from the index. */
+/*
+ * Claim one dirty table block and copy it from the index.  The copy is
+ * what step 2 writes: a mapping published after it waits for the next
+ * commit, whose flush comes after its data.
+ */
 static void fill_block(struct dm_chain_metadata *cmd, u64 block, __le64 *out)
 {
 	u64 first = block * DM_CHAIN_ENTRIES_PER_BLOCK, i;
@@ -674,33 +699,74 @@ static void fill_block(struct dm_chain_metadata *cmd, u64 block, __le64 *out)
 	spin_unlock_irq(&cmd->lock);
 }
 
-/* Write runs of dirty table blocks.  Caller holds commit_lock. */
+/*
+ * Copy up to TABLE_IO_BLOCKS dirty table blocks, from *block on, into buf
+ * as runs of neighbours.  Returns the number of runs.  Caller holds
+ * commit_lock.
+ */
+static unsigned int __copy_dirty_blocks(struct dm_chain_metadata *cmd,
+					u64 *block)
+{
+	unsigned int used = 0, nr = 0;
+	u64 b = *block;
+
+	while (used < TABLE_IO_BLOCKS && nr < TABLE_RUNS) {
+		b = find_next_bit(cmd->dirty, cmd->nr_table_blocks, b);
+		if (b >= cmd->nr_table_blocks)
+			break;
+		cmd->runs[nr].block = b;
+		cmd->runs[nr].first = used;
+		while (used < TABLE_IO_BLOCKS && b < cmd->nr_table_blocks &&
+		       test_bit(b, cmd->dirty)) {
+			fill_block(cmd, b, cmd->buf + used * DM_CHAIN_BLOCK_SIZE);
+			used++;
+			b++;
+		}
+		cmd->runs[nr].count = used - cmd->runs[nr].first;
+		nr++;
+	}
+	*block = b;
+	return nr;
+}
+
+/*
+ * Steps 1 and 2, in rounds of at most TABLE_IO_BLOCKS blocks: copy the
+ * dirty blocks from the index, flush the data device, write the copies.
+ * Every entry written was published (its data written) before the flush
+ * that precedes it.  Caller holds commit_lock.
+ */
 static int __write_dirty_blocks(struct dm_chain_metadata *cmd)
 {
 	const struct dm_chain_layer_info *info = &cmd->layers[cmd->top].info;
-	u64 block = 0, n;
+	struct block_device *bdev = cmd->layers[cmd->top].bdev;
+	unsigned int nr, i;
+	u64 block = 0;
 	int r;
 
-	for (;;) {
-		block = find_next_bit(cmd->dirty, cmd->nr_table_blocks, block);
-		if (block >= cmd->nr_table_blocks)
-			return 0;
-		n = 0;
-		while (n < TABLE_IO_BLOCKS && block + n < cmd->nr_table_blocks &&
-		       test_bit(block + n, cmd->dirty)) {
-			fill_block(cmd, block + n, cmd->buf + n * DM_CHAIN_BLOCK_SIZE);
-			n++;
-		}
-		r = chain_io(cmd, cmd->layers[cmd->top].bdev, REQ_OP_WRITE,
-			     info->table_offset + block * DM_CHAIN_BLOCK_SIZE,
-			     cmd->buf, n * DM_CHAIN_BLOCK_SIZE);
+	while ((nr = __copy_dirty_blocks(cmd, &block))) {
+		r = flush_device(cmd, bdev);
 		if (r)
 			return r;
-		block += n;
+		for (i = 0; i < nr; i++) {
+			r = chain_io(cmd, bdev, REQ_OP_WRITE,
+				     info->table_offset +
+				     cmd->runs[i].block * DM_CHAIN_BLOCK_SIZE,
+				     cmd->buf + cmd->runs[i].first * DM_CHAIN_BLOCK_SIZE,
+				     cmd->runs[i].count * DM_CHAIN_BLOCK_SIZE);
+			if (r)
+				return r;
+		}
 	}
+	return 0;
 }
 
-/* Write the header into the other slot.  Caller holds commit_lock. */
+/*
+ * Write the header, generation g + 1, into slot (g + 1) mod 2: never the
+ * slot holding the current header g.  The generation moves only once the
+ * write succeeded, so a retry after a failure (the needs-check write of
+ * dm_chain_metadata_failed()) goes to the same slot.  Caller holds
+ * commit_lock.
+ */
 static int __write_header(struct dm_chain_metadata *cmd)
 {
 	struct dm_chain_layer_info *info = &cmd->layers[cmd->top].info;
@@ -709,20 +775,22 @@ static int __write_header(struct dm_chain_metadata *cmd)
 	spin_lock_irq(&cmd->lock);
 	info->data_end = cmd->data_end;
 	spin_unlock_irq(&cmd->lock);
-	info->generation++;
 	if (cmd->needs_check)
 		info->flags |= DM_CHAIN_FLAG_NEEDS_CHECK;
+	info->generation++;
 	dm_chain_header_pack(info, cmd->buf);
 	r = chain_io(cmd, cmd->layers[cmd->top].bdev,
 		     REQ_OP_WRITE | REQ_PREFLUSH | REQ_FUA | REQ_SYNC,
 		     (info->generation & 1) * DM_CHAIN_BLOCK_SIZE,
 		     cmd->buf, DM_CHAIN_BLOCK_SIZE);
-	if (!r)
+	if (r)
+		info->generation--;
+	else
 		info->slot = info->generation & 1;
 	return r;
 }
 
-int dm_chain_commit(struct dm_chain_metadata *cmd)
+int dm_chain_commit(struct dm_chain_metadata *cmd, bool flush)
 {
 	struct block_device *bdev = cmd->layers[cmd->top].bdev;
 	u64 seq;
@@ -731,22 +799,23 @@ int dm_chain_commit(struct dm_chain_metadata *cmd)
 	mutex_lock(&cmd->commit_lock);
 	seq = READ_ONCE(cmd->change_seq);
 	if (seq == cmd->committed_seq) {
+		/* Nothing to write; a FLUSH still owes the device a flush. */
+		r = flush ? flush_device(cmd, bdev) : 0;
 		mutex_unlock(&cmd->commit_lock);
-		return 0;
+		return r;
 	}
 	if (cmd->mode != CHAIN_MODE_WRITE) {
 		mutex_unlock(&cmd->commit_lock);
 		return -EROFS;
 	}
-	/* Step 1: data before the entries that point to it. */
-	r = flush_device(cmd, bdev);
-	if (r)
-		goto out;
-	/* Step 2: the table blocks, in place. */
+	/* Steps 1 and 2: data, then the table blocks that point to it. */
 	r = __write_dirty_blocks(cmd);
 	if (r)
 		goto out;
-	/* Step 3: the header, after a flush that makes step 2 durable. */
+	/*
+	 * Step 3: the header, with a PREFLUSH that makes step 2 durable (and,
+	 * when no table block changed, the data a FLUSH waits for).
+	 */
 	r = __write_header(cmd);
 	if (r)
 		goto out;

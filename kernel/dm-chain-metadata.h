@@ -107,9 +107,10 @@ int dm_chain_alloc_cluster(struct dm_chain_metadata *cmd, u64 *host);
 
 /*
  * Give back a host cluster that dm_chain_set_zero() returned.  Call it
- * only once a commit that started after dm_chain_set_zero() completed and
+ * only once a commit that started after dm_chain_set_zero() completed,
+ * every I/O sent to the cluster before dm_chain_set_zero() completed, and
  * any discard sent to the cluster finished: until then an entry on disk
- * may still point at it.  Any context.
+ * may still point at it, or a late write land in it.  Any context.
  */
 void dm_chain_release_cluster(struct dm_chain_metadata *cmd, u64 host);
 
@@ -129,10 +130,11 @@ bool dm_chain_dirty(struct dm_chain_metadata *cmd);
 
 /*
  * Make every change recorded so far durable: flush the data, write the
- * changed table blocks, flush, write the header.  Writes nothing when
- * nothing changed.  Serialised internally; may block.
+ * changed table blocks, flush, write the header.  When nothing changed it
+ * writes nothing, and flushes the device if flush is set (a FLUSH waits
+ * on this commit).  Serialised internally; may block.
  */
-int dm_chain_commit(struct dm_chain_metadata *cmd);
+int dm_chain_commit(struct dm_chain_metadata *cmd, bool flush);
 
 /*
  * Drop to a worse mode after a failed metadata operation: persist

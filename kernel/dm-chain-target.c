@@ -16,11 +16,28 @@
  *
  * Crash argument (the metadata side is in dm-chain-metadata.c): a mapping
  * is published in memory only after the data it points to was written;
- * the commit flushes data before table entries and entries before the
- * header.  A FLUSH completes only after a commit covering every write that
- * completed before it; a FUA write that depends on an uncommitted mapping
- * completes only after such a commit.  So the device behaves like a disk
- * with a volatile write cache: what was flushed survives a crash.
+ * the commit copies the table blocks, flushes data, then writes the copies
+ * and then the header.  A FLUSH completes only after a commit covering
+ * every write that completed before it, and that commit flushes the active
+ * layer (and a job's destination) even when no metadata changed, since
+ * writes to clusters the active layer holds went there in place; a FUA
+ * write that depends on an uncommitted mapping completes only after such a
+ * commit.  So the device behaves like a disk with a volatile write cache:
+ * what was flushed survives a crash.
+ *
+ * Reuse: reads, writes, partial discards and partial write-zeroes to a
+ * cluster the active layer holds are sent there without a cell, so a
+ * whole-cluster discard may free the host cluster while they are in
+ * flight.  Each such bio is counted in an epoch before its final lookup
+ * (lookup_for_io()); a freed host cluster waits until every bio counted up
+ * to its free completed, then for a commit that no longer points at it,
+ * and only then goes back to the allocator.  A late write can therefore
+ * never land in a cluster that holds another virtual cluster's data, nor a
+ * read return it.
+ *
+ * Suspend: from presuspend until resume nothing is parked on a full active
+ * layer (no_space()), so a suspend never waits on writes that wait for
+ * space; postsuspend commits, so a suspended device is consistent on disk.
  */
 #include <linux/device-mapper.h>
 #include <linux/dm-kcopyd.h>
@@ -97,6 +114,113 @@ static void remap_to_active(struct chain_c *cc, struct bio *bio, u64 host)
 	remap_to_layer(cc, bio, cc->nr_layers - 1, host);
 }
 
+/* ---- Epochs: a freed host cluster waits for the I/O sent to it. ---- */
+
+static bool top_mapped(struct chain_c *cc, u64 e)
+{
+	return chain_entry_kind(e) == CHAIN_MAPPED &&
+	       chain_entry_layer(e) == cc->nr_layers - 1;
+}
+
+/*
+ * Move the freed clusters of drained epochs, oldest first, to ready: an
+ * epoch drains when it and every epoch before it count no bio.  Caller
+ * holds epoch_lock.
+ */
+static void __sweep_epochs(struct chain_c *cc, struct list_head *ready)
+{
+	struct chain_epoch *ep;
+
+	for (;;) {
+		ep = &cc->epochs[cc->epoch_sweeper];
+		if (ep->count)
+			return;
+		list_splice_tail_init(&ep->freed, ready);
+		if (cc->epoch_sweeper == cc->epoch_current)
+			return;
+		cc->epoch_sweeper = (cc->epoch_sweeper + 1) % NR_EPOCHS;
+	}
+}
+
+/* Freed clusters no I/O can reach any more wait for the next commit. */
+static void queue_for_commit(struct chain_c *cc, struct list_head *ready)
+{
+	unsigned long flags;
+
+	if (list_empty(ready))
+		return;
+	spin_lock_irqsave(&cc->lock, flags);
+	list_splice_tail(ready, &cc->freed);
+	spin_unlock_irqrestore(&cc->lock, flags);
+}
+
+/* Count a bio about to reach the active layer.  Any context. */
+static void enter_epoch(struct chain_c *cc, struct chain_bio *pb)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&cc->epoch_lock, flags);
+	cc->epochs[cc->epoch_current].count++;
+	pb->epoch = cc->epoch_current;
+	spin_unlock_irqrestore(&cc->epoch_lock, flags);
+}
+
+/* The bio's I/O to the active layer is over.  Any context. */
+static void leave_epoch(struct chain_c *cc, struct chain_bio *pb)
+{
+	LIST_HEAD(ready);
+	unsigned long flags;
+
+	if (pb->epoch < 0)
+		return;
+	spin_lock_irqsave(&cc->epoch_lock, flags);
+	cc->epochs[pb->epoch].count--;
+	__sweep_epochs(cc, &ready);
+	spin_unlock_irqrestore(&cc->epoch_lock, flags);
+	pb->epoch = -1;
+	queue_for_commit(cc, &ready);
+}
+
+/*
+ * A discard freed a host cluster: it waits until every bio counted so far
+ * completed (new bios enter the next epoch).  Process context.
+ */
+static void defer_free(struct chain_c *cc, struct chain_freed *f)
+{
+	unsigned int next;
+	LIST_HEAD(ready);
+
+	spin_lock_irq(&cc->epoch_lock);
+	list_add_tail(&f->list, &cc->epochs[cc->epoch_current].freed);
+	next = (cc->epoch_current + 1) % NR_EPOCHS;
+	if (next != cc->epoch_sweeper)
+		cc->epoch_current = next;	/* full: the freed wait longer */
+	__sweep_epochs(cc, &ready);
+	spin_unlock_irq(&cc->epoch_lock);
+	queue_for_commit(cc, &ready);
+}
+
+/*
+ * Look up vc for a bio about to be sent where the cluster lives.  When
+ * the active layer holds it, the bio is counted in an epoch first and the
+ * entry read again: a discard that frees the host cluster either came
+ * before (the entry says so now) or waits for the bio.  Any context.
+ */
+static u64 lookup_for_io(struct chain_c *cc, struct chain_bio *pb, u64 vc)
+{
+	u64 e = dm_chain_lookup(cc->cmd, vc), again;
+
+	while (top_mapped(cc, e)) {
+		enter_epoch(cc, pb);	/* the lock orders the lookup after */
+		again = dm_chain_lookup(cc->cmd, vc);
+		if (again == e)
+			break;
+		leave_epoch(cc, pb);
+		e = again;
+	}
+	return e;
+}
+
 void chain_complete_list(struct bio_list *bios, blk_status_t status)
 {
 	struct bio *bio;
@@ -166,29 +290,40 @@ static void fail_cell(struct chain_cell *cell, blk_status_t status)
 
 /* ---- Out of space ---- */
 
+/*
+ * The active layer is full: park the cell's writes until space comes back,
+ * or fail them.  While the device suspends nothing is parked (the suspend
+ * would wait for it): a noflush suspend hands the writes back to dm core,
+ * which sends them again after resume; any other suspend fails them.
+ */
 static void no_space(struct chain_cell *cell)
 {
 	struct chain_c *cc = cell->cc;
-	struct bio_list failed = BIO_EMPTY_LIST;
+	struct bio_list back = BIO_EMPTY_LIST;
+	blk_status_t status = BLK_STS_NOSPC;
 	struct bio_list *to;
-	bool first;
+	bool first, park;
 
 	spin_lock_irq(&cc->lock);
 	first = !cc->out_of_space;
 	cc->out_of_space = true;
+	park = !cc->error_if_no_space && !cc->suspending;
+	if (cc->suspending && !cc->error_if_no_space &&
+	    dm_noflush_suspending(cc->ti))
+		status = BLK_STS_DM_REQUEUE;
 	hlist_del(&cell->node);
-	to = cc->error_if_no_space ? &failed : &cc->no_space;
+	to = park ? &cc->no_space : &back;
 	bio_list_add(to, cell->bio);
 	bio_list_merge(to, &cell->waiters);
 	spin_unlock_irq(&cc->lock);
 	mempool_free(cell, &cc->cell_pool);
-	chain_complete_list(&failed, BLK_STS_NOSPC);
+	chain_complete_list(&back, status);
 	if (!first)
 		return;
 	DMWARN("%s: active layer is full: %s writes that need a new cluster",
 	       dm_device_name(dm_table_get_md(cc->ti->table)),
-	       cc->error_if_no_space ? "failing" : "queueing");
-	if (!cc->error_if_no_space && cc->no_space_timeout)
+	       park ? "queueing" : "failing");
+	if (park && cc->no_space_timeout)
 		queue_delayed_work(cc->wq, &cc->no_space_work,
 				   cc->no_space_timeout * HZ);
 	dm_table_event(cc->ti->table);
@@ -224,10 +359,12 @@ static void do_no_space_timeout(struct work_struct *ws)
 					  no_space_work);
 	struct bio_list bios = BIO_EMPTY_LIST;
 
+	take_no_space(cc, &bios);
+	if (bio_list_empty(&bios))
+		return;
 	DMERR("%s: active layer still full after %u s: failing queued writes",
 	      dm_device_name(dm_table_get_md(cc->ti->table)),
 	      cc->no_space_timeout);
-	take_no_space(cc, &bios);
 	chain_complete_list(&bios, BLK_STS_NOSPC);
 }
 
@@ -477,11 +614,11 @@ struct chain_cell *chain_lock_cluster(struct chain_c *cc, u64 vc,
 /* Remap bio in place if the active layer holds its cluster. */
 static bool remap_if_owned(struct chain_c *cc, struct bio *bio)
 {
-	u64 e;
+	struct chain_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+	u64 e = lookup_for_io(cc, pb, bio_cluster(cc, bio));
 
-	if (!dm_chain_owned(cc->cmd, bio_cluster(cc, bio)))
+	if (!top_mapped(cc, e))
 		return false;
-	e = dm_chain_lookup(cc->cmd, bio_cluster(cc, bio));
 	remap_to_active(cc, bio, chain_entry_host(e));
 	submit_bio_noacct(bio);
 	return true;
@@ -540,7 +677,8 @@ static void process_write(struct chain_c *cc, struct bio *bio)
 }
 
 /*
- * Keep a freed host cluster until the next commit.  Without memory it is
+ * Keep a freed host cluster from the allocator until the I/O sent to it
+ * drained and a commit no longer points at it.  Without memory it is
  * leaked until the next activation, which finds it free again.
  */
 static void remember_freed(struct chain_c *cc, u64 host)
@@ -550,9 +688,7 @@ static void remember_freed(struct chain_c *cc, u64 host)
 	if (!f)
 		return;
 	f->host = host;
-	spin_lock_irq(&cc->lock);
-	list_add_tail(&f->list, &cc->freed);
-	spin_unlock_irq(&cc->lock);
+	defer_free(cc, f);
 }
 
 /*
@@ -635,9 +771,8 @@ static void zero_range_done(int read_err, unsigned long write_err,
  * Part of a cluster the active layer holds: kcopyd zeroes it with
  * WRITE_ZEROES where the device has it and zero pages where it has not.
  */
-static void zero_range(struct chain_c *cc, struct bio *bio)
+static void zero_range(struct chain_c *cc, struct bio *bio, u64 e)
 {
-	u64 e = dm_chain_lookup(cc->cmd, bio_cluster(cc, bio));
 	struct dm_io_region to = {
 		.bdev = active_dev(cc)->bdev,
 		.sector = (chain_entry_host(e) << cc->cluster_shift) +
@@ -650,10 +785,16 @@ static void zero_range(struct chain_c *cc, struct bio *bio)
 
 static void process_write_zeroes(struct chain_c *cc, struct bio *bio)
 {
-	if (bio_covers_cluster(cc, bio))
+	struct chain_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+	u64 e;
+
+	if (bio_covers_cluster(cc, bio)) {
 		zero_cluster(cc, bio);
-	else if (dm_chain_owned(cc->cmd, bio_cluster(cc, bio)))
-		zero_range(cc, bio);
+		return;
+	}
+	e = lookup_for_io(cc, pb, bio_cluster(cc, bio));
+	if (top_mapped(cc, e))
+		zero_range(cc, bio, e);
 	else
 		process_write(cc, bio);	/* copy-up: see copy_up() */
 }
@@ -705,10 +846,14 @@ static void commit_and_complete(struct chain_c *cc)
 	cc->commit_due = false;
 	spin_unlock_irq(&cc->lock);
 
-	/* The job's destination first: the record names what it holds. */
+	/*
+	 * The job's destination first: the record names what it holds.  A
+	 * FLUSH waiting here is owed a flush of the active layer even when no
+	 * metadata changed: its writes to owned clusters went there in place.
+	 */
 	r = chain_job_commit(cc);
 	if (!r)
-		r = dm_chain_commit(cc->cmd);
+		r = dm_chain_commit(cc->cmd, !bio_list_empty(&waiters));
 	if (r)
 		dm_table_event(cc->ti->table);
 	chain_complete_list(&waiters, r ? BLK_STS_IOERR : BLK_STS_OK);
@@ -1017,7 +1162,9 @@ static int create_workers(struct chain_c *cc, struct dm_target *ti)
 {
 	int r;
 
-	r = mempool_init_kmalloc_pool(&cc->cell_pool, MIN_CELLS,
+	/* A stream holds a cell for each of its syncs in flight. */
+	r = mempool_init_kmalloc_pool(&cc->cell_pool,
+				      MIN_CELLS + JOB_MAX_IN_FLIGHT,
 				      sizeof(struct chain_cell));
 	if (r) {
 		ti->error = "Cannot allocate the cell pool";
@@ -1073,6 +1220,8 @@ static void chain_free(struct chain_c *cc)
 		destroy_workqueue(cc->wq);
 	mempool_exit(&cc->cell_pool);
 	if (cc->cmd) {
+		for (l = 0; l < NR_EPOCHS; l++)
+			list_splice_init(&cc->epochs[l].freed, &cc->freed);
 		release_freed(cc, &cc->freed, false);
 		dm_chain_metadata_close(cc->cmd);
 	}
@@ -1110,6 +1259,9 @@ static int chain_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	cc->ti = ti;
 	cc->nr_layers = nr;
 	spin_lock_init(&cc->lock);
+	spin_lock_init(&cc->epoch_lock);
+	for (nr = 0; nr < NR_EPOCHS; nr++)
+		INIT_LIST_HEAD(&cc->epochs[nr].freed);
 	bio_list_init(&cc->deferred);
 	bio_list_init(&cc->commit_waiters);
 	INIT_LIST_HEAD(&cc->freed);
@@ -1219,8 +1371,7 @@ static void wide_write_done(struct chain_c *cc)
 static int map_write(struct chain_c *cc, struct bio *bio, u64 e)
 {
 	struct chain_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
-	bool owned = chain_entry_kind(e) == CHAIN_MAPPED &&
-		     chain_entry_layer(e) == cc->nr_layers - 1;
+	bool owned = top_mapped(cc, e);
 	bool wide = false;
 
 	if (owned && spans_clusters(cc, bio)) {
@@ -1287,6 +1438,7 @@ static int chain_map(struct dm_target *ti, struct bio *bio)
 	pb->commit_waited = false;
 	pb->mirrored = false;
 	pb->wide = false;
+	pb->epoch = -1;
 
 	if (!cc->cmd) {
 		bio_set_dev(bio, cc->devs[0]->bdev);
@@ -1307,11 +1459,11 @@ static int chain_map(struct dm_target *ti, struct bio *bio)
 	pb->offset = cluster_offset(cc, bio);
 	switch (bio_op(bio)) {
 	case REQ_OP_READ:
-		e = dm_chain_lookup(cc->cmd, vc);
+		e = lookup_for_io(cc, pb, vc);
 		trim_to_extent(cc, bio, e, true);
 		return map_read(cc, bio, e);
 	case REQ_OP_WRITE:
-		return map_write(cc, bio, dm_chain_lookup(cc->cmd, vc));
+		return map_write(cc, bio, lookup_for_io(cc, pb, vc));
 	case REQ_OP_DISCARD:
 	case REQ_OP_WRITE_ZEROES:
 		/* The worker handles one cluster per bio. */
@@ -1342,11 +1494,18 @@ static int chain_end_io(struct dm_target *ti, struct bio *bio,
 
 		pb->publish = NULL;
 		cell->bio = NULL;
+		/* Nothing points at a cluster whose first write failed. */
+		if (*error)
+			dm_chain_release_cluster(cc->cmd, cell->host);
 		chain_release_cell(cell, !*error, false);
 	}
-	/* An active commit or a mirror copies the write before it completes. */
+	/*
+	 * An active commit or a mirror copies the write before it completes
+	 * (reading it back from the active layer: the epoch holds on).
+	 */
 	if (!*error && chain_job_end_io(cc, bio, pb))
 		return DM_ENDIO_INCOMPLETE;
+	leave_epoch(cc, pb);
 	/* A FUA write is durable only with its mapping committed. */
 	if ((bio->bi_opf & REQ_FUA) && !*error && !pb->commit_waited &&
 	    dm_chain_dirty(cc->cmd)) {
@@ -1368,11 +1527,34 @@ static void chain_presuspend(struct dm_target *ti)
 	if (!cc->cmd)
 		return;
 	chain_job_presuspend(cc);
-	/* Queued no-space bios would block the suspend: hand them back. */
+	/*
+	 * Queued no-space bios would block the suspend: hand them back, and
+	 * park no more until resume (no_space()).
+	 */
+	spin_lock_irq(&cc->lock);
+	cc->suspending = true;
+	spin_unlock_irq(&cc->lock);
 	cancel_delayed_work_sync(&cc->no_space_work);
 	take_no_space(cc, &bios);
 	chain_complete_list(&bios, dm_noflush_suspending(ti) ? BLK_STS_DM_REQUEUE :
 			     BLK_STS_NOSPC);
+}
+
+static void end_suspending(struct chain_c *cc)
+{
+	spin_lock_irq(&cc->lock);
+	cc->suspending = false;
+	spin_unlock_irq(&cc->lock);
+}
+
+static void chain_presuspend_undo(struct dm_target *ti)
+{
+	struct chain_c *cc = ti->private;
+
+	if (!cc->cmd)
+		return;
+	end_suspending(cc);
+	chain_job_resume(cc);
 }
 
 static void chain_postsuspend(struct dm_target *ti)
@@ -1402,6 +1584,7 @@ static void chain_resume(struct dm_target *ti)
 
 	if (!cc->cmd)
 		return;
+	end_suspending(cc);
 	retry_no_space(cc);
 	chain_job_resume(cc);
 	queue_delayed_work(cc->wq, &cc->commit_work, COMMIT_PERIOD);
@@ -1558,6 +1741,7 @@ static struct target_type chain_target = {
 	.map = chain_map,
 	.end_io = chain_end_io,
 	.presuspend = chain_presuspend,
+	.presuspend_undo = chain_presuspend_undo,
 	.postsuspend = chain_postsuspend,
 	.preresume = chain_preresume,
 	.resume = chain_resume,

@@ -18,6 +18,10 @@ struct chain_job;
 
 #define CELL_HASH_BITS		8
 #define MIN_CELLS		64
+/* Background syncs a job keeps in flight; a stream's each hold a cell. */
+#define JOB_MAX_IN_FLIGHT	64u
+/* Epochs of in-flight I/O to the active layer (see struct chain_epoch). */
+#define NR_EPOCHS		64
 #define COMMIT_PERIOD		HZ
 #define DEFAULT_NO_SPACE_TIMEOUT 60	/* seconds, as dm-thin */
 #define COPY_BUF_SECTORS	(2 << (20 - SECTOR_SHIFT))	/* 2 MiB per device */
@@ -47,10 +51,23 @@ struct chain_copy {
 	void *buf;			/* one cluster */
 };
 
-/* A host cluster freed by a discard, reusable after the next commit. */
+/*
+ * A host cluster freed by a discard.  It waits in the epoch it was freed
+ * in until every I/O counted in that epoch and the ones before completed,
+ * then on cc->freed for the next commit; then the allocator may have it.
+ */
 struct chain_freed {
 	struct list_head list;
 	u64 host;
+};
+
+/*
+ * Bios sent to a host cluster of the active layer without a cell, counted
+ * by the epoch they entered in (dm-thin's deferred sets are the model).
+ */
+struct chain_epoch {
+	unsigned int count;		/* bios in flight */
+	struct list_head freed;		/* struct chain_freed, freed meanwhile */
 };
 
 /* Per-bio data. */
@@ -59,6 +76,7 @@ struct chain_bio {
 	bool commit_waited;		/* FUA completion already deferred */
 	bool mirrored;			/* the job already copied this write */
 	bool wide;			/* a write over several clusters */
+	int epoch;			/* counted in cc->epochs[epoch], or -1 */
 	u64 vcluster;			/* where a write landed, for the job */
 	sector_t offset;		/* in the cluster, sectors */
 	sector_t len;
@@ -78,7 +96,8 @@ struct chain_c {
 	unsigned int no_space_timeout;	/* in seconds, 0 = forever */
 
 	/*
-	 * Protects the bio lists, the cell hash and out_of_space.  Nests
+	 * Protects the bio lists, the cell hash, out_of_space and
+	 * suspending.  Nests
 	 * outside the metadata's own lock.
 	 */
 	spinlock_t lock;
@@ -88,7 +107,14 @@ struct chain_c {
 	struct bio_list no_space;	/* queued while the layer is full */
 	struct hlist_head cells[1 << CELL_HASH_BITS];
 	bool out_of_space;
+	bool suspending;		/* presuspend until resume: park nothing */
 	bool commit_due;		/* set by the periodic commit */
+
+	/* Protects the epochs; nests inside nothing. */
+	spinlock_t epoch_lock;
+	unsigned int epoch_current;	/* where bios enter now */
+	unsigned int epoch_sweeper;	/* oldest epoch not yet drained */
+	struct chain_epoch epochs[NR_EPOCHS];
 
 	struct workqueue_struct *wq;
 	struct work_struct worker;

@@ -151,18 +151,33 @@ int layer_write_header(struct layer *l, struct dm_chain_layer_info *info)
 	return r;
 }
 
+/*
+ * A layer in use by a live table may be committed to while we read it: a
+ * read racing one header write sees the other slot intact, but two
+ * commits during the read may tear both.  A header that fails to parse is
+ * read again while its bytes keep changing; the same bytes twice are the
+ * layer's real state.
+ */
+#define HEADER_READ_TRIES	10
+
 int layer_load_header(struct layer *l)
 {
-	__u8 blocks[DM_CHAIN_TABLE_OFFSET];
+	static __u8 blocks[2][DM_CHAIN_TABLE_OFFSET];
+	unsigned int i;
 	char err[256];
 
-	if (layer_read_slots(l, blocks))
-		return -1;
-	if (dm_chain_header_read(blocks, l->size, &l->info, err, sizeof(err))) {
-		errmsg(l->path, "%s", err);
-		return -1;
+	for (i = 0; i < HEADER_READ_TRIES; i++) {
+		if (layer_read_slots(l, blocks[i & 1]))
+			return -1;
+		if (!dm_chain_header_read(blocks[i & 1], l->size, &l->info,
+					  err, sizeof(err)))
+			return 0;
+		if (i && !memcmp(blocks[0], blocks[1], sizeof(blocks[0])))
+			break;
+		usleep(1000);
 	}
-	return 0;
+	errmsg(l->path, "%s", err);
+	return -1;
 }
 
 bool slots_have_magic(const void *blocks)
