@@ -86,6 +86,7 @@ struct chain_sync {
 	bool new_host;			/* publish host when the copy is done */
 	u64 bytes;			/* counted as done on success */
 	int tries;
+	int epoch;			/* the source read's epoch slot, or -1 */
 };
 
 /* Background syncs copied together: see the top of the file. */
@@ -165,9 +166,11 @@ struct chain_job {
 	struct chain_job *retired;	/* cc->retired_jobs list */
 };
 
+/* A destination host cluster freed, reusable as struct chain_freed is. */
 struct dest_freed {
 	struct list_head list;
 	u64 host;
+	u64 epoch;			/* chain_free_ticket() */
 };
 
 static const char * const type_names[] = {
@@ -271,6 +274,7 @@ static struct chain_sync *new_sync(struct chain_job *job, u64 vc,
 	s->bio = bio;
 	s->offset = offset;
 	s->len = len;
+	s->epoch = -1;
 	return s;
 }
 
@@ -335,6 +339,7 @@ static void end_sync(struct chain_sync *s, int error)
 	unsigned int percent;
 	bool event = false;
 
+	chain_leave_epoch(job->cc, &s->epoch);
 	spin_lock_irq(&job->lock);
 	hlist_del(&s->node);
 	if (!list_empty(&s->queue)) {
@@ -399,6 +404,7 @@ static void sync_retry_or_fail(struct chain_sync *s, int error)
 		dm_chain_release_cluster(job->dest, s->host);
 		s->new_host = false;
 	}
+	chain_leave_epoch(job->cc, &s->epoch);
 	if (s->cell) {
 		chain_release_cell(s->cell, false, true);
 		s->cell = NULL;
@@ -449,6 +455,7 @@ static void remember_dest_freed(struct chain_job *job, u64 host)
 	if (!f)
 		return;		/* leaked until the next activation */
 	f->host = host;
+	f->epoch = chain_free_ticket(job->cc);	/* guest reads of it drain */
 	spin_lock_irq(&job->lock);
 	list_add_tail(&f->list, &job->freed);
 	spin_unlock_irq(&job->lock);
@@ -520,6 +527,7 @@ static void sync_data(struct chain_sync *s, struct dm_io_region *from,
 			end_sync(s, r);
 			return;
 		}
+		s->new_host = true;	/* given back if the copy fails */
 		to.sector = s->host << cc->cluster_shift;
 	} else if (job->dest) {
 		if (dest_kind(job, s->vc, &s->host) == CHAIN_MAPPED) {
@@ -574,6 +582,8 @@ static void start_sync(struct chain_sync *s, struct job_batch **open)
 			return;
 		}
 	}
+	/* The source read counts like a guest read: see lookup_for_io(). */
+	chain_enter_epoch(job->cc, &s->epoch);
 	switch (src_state(job, s->vc, &from)) {
 	case SRC_ABSENT:
 		sync_zero(s, true);
@@ -1090,7 +1100,8 @@ bool chain_job_end_io(struct chain_c *cc, struct bio *bio,
 	unsigned long flags;
 	bool synced;
 
-	if (pb->mirrored || !chain_job_mirroring(cc))
+	/* An empty FLUSH carries no data: the commit covers the destination. */
+	if (pb->mirrored || !bio_sectors(bio) || !chain_job_mirroring(cc))
 		return false;
 	if (bio_op(bio) != REQ_OP_WRITE && bio_op(bio) != REQ_OP_DISCARD &&
 	    bio_op(bio) != REQ_OP_WRITE_ZEROES)
@@ -1172,6 +1183,19 @@ static void release_dest_freed(struct chain_job *job, struct list_head *list,
 	}
 }
 
+/* Take the freed destination clusters no I/O can reach any more. */
+static void take_dest_freed(struct chain_job *job, struct list_head *list)
+{
+	u64 swept = chain_epochs_swept(job->cc);
+	struct dest_freed *f, *tmp;
+
+	spin_lock_irq(&job->lock);
+	list_for_each_entry_safe(f, tmp, &job->freed, list)
+		if (f->epoch < swept)
+			list_move_tail(&f->list, list);
+	spin_unlock_irq(&job->lock);
+}
+
 /*
  * Part of every commit of the target: make the destination durable, then
  * hand the job record (with the cursor taken before) to the active layer's
@@ -1187,9 +1211,9 @@ int chain_job_commit(struct chain_c *cc)
 
 	if (!job)
 		return 0;
+	take_dest_freed(job, &freed);
 	spin_lock_irq(&job->lock);
 	cursor = __durable_cursor(job);
-	list_splice_init(&job->freed, &freed);
 	spin_unlock_irq(&job->lock);
 
 	/*

@@ -123,99 +123,115 @@ static bool top_mapped(struct chain_c *cc, u64 e)
 }
 
 /*
- * Move the freed clusters of drained epochs, oldest first, to ready: an
- * epoch drains when it and every epoch before it count no bio.  Caller
- * holds epoch_lock.
+ * Move epoch_seq on when a ticket waits for it and the ring has room, so
+ * bios arriving now do not join the epoch a free waits on.  Caller holds
+ * epoch_lock.
  */
-static void __sweep_epochs(struct chain_c *cc, struct list_head *ready)
+static void __advance_epoch(struct chain_c *cc)
 {
-	struct chain_epoch *ep;
-
-	for (;;) {
-		ep = &cc->epochs[cc->epoch_sweeper];
-		if (ep->count)
-			return;
-		list_splice_tail_init(&ep->freed, ready);
-		if (cc->epoch_sweeper == cc->epoch_current)
-			return;
-		cc->epoch_sweeper = (cc->epoch_sweeper + 1) % NR_EPOCHS;
+	if (cc->epoch_advance && cc->epoch_seq + 1 - cc->epoch_swept < NR_EPOCHS) {
+		cc->epoch_seq++;
+		cc->epoch_advance = false;
 	}
 }
 
-/* Freed clusters no I/O can reach any more wait for the next commit. */
-static void queue_for_commit(struct chain_c *cc, struct list_head *ready)
-{
-	unsigned long flags;
-
-	if (list_empty(ready))
-		return;
-	spin_lock_irqsave(&cc->lock, flags);
-	list_splice_tail(ready, &cc->freed);
-	spin_unlock_irqrestore(&cc->lock, flags);
-}
-
-/* Count a bio about to reach the active layer.  Any context. */
-static void enter_epoch(struct chain_c *cc, struct chain_bio *pb)
-{
-	unsigned long flags;
-
-	spin_lock_irqsave(&cc->epoch_lock, flags);
-	cc->epochs[cc->epoch_current].count++;
-	pb->epoch = cc->epoch_current;
-	spin_unlock_irqrestore(&cc->epoch_lock, flags);
-}
-
-/* The bio's I/O to the active layer is over.  Any context. */
-static void leave_epoch(struct chain_c *cc, struct chain_bio *pb)
-{
-	LIST_HEAD(ready);
-	unsigned long flags;
-
-	if (pb->epoch < 0)
-		return;
-	spin_lock_irqsave(&cc->epoch_lock, flags);
-	cc->epochs[pb->epoch].count--;
-	__sweep_epochs(cc, &ready);
-	spin_unlock_irqrestore(&cc->epoch_lock, flags);
-	pb->epoch = -1;
-	queue_for_commit(cc, &ready);
-}
-
 /*
- * A discard freed a host cluster: it waits until every bio counted so far
- * completed (new bios enter the next epoch).  Process context.
+ * Pass over drained epochs.  Returns true if that passed a ticket: a
+ * freed cluster became reusable and wants a commit.  Caller holds
+ * epoch_lock.
  */
-static void defer_free(struct chain_c *cc, struct chain_freed *f)
+static bool __sweep_epochs(struct chain_c *cc)
 {
-	unsigned int next;
-	LIST_HEAD(ready);
+	u64 from = cc->epoch_swept;
 
-	spin_lock_irq(&cc->epoch_lock);
-	list_add_tail(&f->list, &cc->epochs[cc->epoch_current].freed);
-	next = (cc->epoch_current + 1) % NR_EPOCHS;
-	if (next != cc->epoch_sweeper)
-		cc->epoch_current = next;	/* full: the freed wait longer */
-	__sweep_epochs(cc, &ready);
-	spin_unlock_irq(&cc->epoch_lock);
-	queue_for_commit(cc, &ready);
+	while (cc->epoch_swept < cc->epoch_seq &&
+	       !cc->epoch_count[cc->epoch_swept % NR_EPOCHS])
+		cc->epoch_swept++;
+	__advance_epoch(cc);
+	return cc->epoch_swept != from && cc->epoch_last_ticket >= from;
 }
 
 /*
- * Look up vc for a bio about to be sent where the cluster lives.  When
- * the active layer holds it, the bio is counted in an epoch first and the
- * entry read again: a discard that frees the host cluster either came
- * before (the entry says so now) or waits for the bio.  Any context.
+ * Count an I/O about to reach a host cluster without a cell, in *slot.
+ * Any context.
+ */
+void chain_enter_epoch(struct chain_c *cc, int *slot)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&cc->epoch_lock, flags);
+	__advance_epoch(cc);
+	cc->epoch_count[cc->epoch_seq % NR_EPOCHS]++;
+	*slot = cc->epoch_seq % NR_EPOCHS;
+	spin_unlock_irqrestore(&cc->epoch_lock, flags);
+}
+
+/* The I/O counted in *slot is over (nothing if -1).  Any context. */
+void chain_leave_epoch(struct chain_c *cc, int *slot)
+{
+	unsigned long flags;
+	bool passed;
+
+	if (*slot < 0)
+		return;
+	spin_lock_irqsave(&cc->epoch_lock, flags);
+	cc->epoch_count[*slot]--;
+	passed = __sweep_epochs(cc);
+	spin_unlock_irqrestore(&cc->epoch_lock, flags);
+	*slot = -1;
+	if (passed)
+		chain_request_commit(cc);
+}
+
+/*
+ * A host cluster (of the active layer, or a job's destination) is freed
+ * now: the ticket is the epoch every I/O sent to it so far counted in.
+ * Reuse it only once chain_epochs_swept() is past the ticket.  Any
+ * context.
+ */
+u64 chain_free_ticket(struct chain_c *cc)
+{
+	unsigned long flags;
+	u64 ticket;
+
+	spin_lock_irqsave(&cc->epoch_lock, flags);
+	ticket = cc->epoch_seq;
+	cc->epoch_last_ticket = ticket;
+	cc->epoch_advance = true;
+	__sweep_epochs(cc);	/* also moves epoch_seq on if it can */
+	spin_unlock_irqrestore(&cc->epoch_lock, flags);
+	return ticket;
+}
+
+u64 chain_epochs_swept(struct chain_c *cc)
+{
+	unsigned long flags;
+	u64 swept;
+
+	spin_lock_irqsave(&cc->epoch_lock, flags);
+	__sweep_epochs(cc);
+	swept = cc->epoch_swept;
+	spin_unlock_irqrestore(&cc->epoch_lock, flags);
+	return swept;
+}
+
+/*
+ * Look up vc for a bio about to be sent where the cluster lives.  When a
+ * layer's host cluster holds it, the bio is counted in an epoch first and
+ * the entry read again: a discard (or a job) that frees the host cluster
+ * either came before (the entry says so now) or waits for the bio.  Any
+ * context.
  */
 static u64 lookup_for_io(struct chain_c *cc, struct chain_bio *pb, u64 vc)
 {
 	u64 e = dm_chain_lookup(cc->cmd, vc), again;
 
-	while (top_mapped(cc, e)) {
-		enter_epoch(cc, pb);	/* the lock orders the lookup after */
+	while (chain_entry_kind(e) == CHAIN_MAPPED) {
+		chain_enter_epoch(cc, &pb->epoch);	/* orders the lookup after */
 		again = dm_chain_lookup(cc->cmd, vc);
 		if (again == e)
 			break;
-		leave_epoch(cc, pb);
+		chain_leave_epoch(cc, &pb->epoch);
 		e = again;
 	}
 	return e;
@@ -315,6 +331,10 @@ static void no_space(struct chain_cell *cell)
 	to = park ? &cc->no_space : &back;
 	bio_list_add(to, cell->bio);
 	bio_list_merge(to, &cell->waiters);
+	/* Under the lock: presuspend cancels the timer after it sets suspending. */
+	if (first && park && cc->no_space_timeout)
+		queue_delayed_work(cc->wq, &cc->no_space_work,
+				   cc->no_space_timeout * HZ);
 	spin_unlock_irq(&cc->lock);
 	mempool_free(cell, &cc->cell_pool);
 	chain_complete_list(&back, status);
@@ -322,10 +342,8 @@ static void no_space(struct chain_cell *cell)
 		return;
 	DMWARN("%s: active layer is full: %s writes that need a new cluster",
 	       dm_device_name(dm_table_get_md(cc->ti->table)),
-	       park ? "queueing" : "failing");
-	if (park && cc->no_space_timeout)
-		queue_delayed_work(cc->wq, &cc->no_space_work,
-				   cc->no_space_timeout * HZ);
+	       park ? "queueing" : status == BLK_STS_DM_REQUEUE ?
+	       "handing back (suspending)" : "failing");
 	dm_table_event(cc->ti->table);
 }
 
@@ -617,8 +635,10 @@ static bool remap_if_owned(struct chain_c *cc, struct bio *bio)
 	struct chain_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
 	u64 e = lookup_for_io(cc, pb, bio_cluster(cc, bio));
 
-	if (!top_mapped(cc, e))
+	if (!top_mapped(cc, e)) {
+		chain_leave_epoch(cc, &pb->epoch);
 		return false;
+	}
 	remap_to_active(cc, bio, chain_entry_host(e));
 	submit_bio_noacct(bio);
 	return true;
@@ -678,7 +698,7 @@ static void process_write(struct chain_c *cc, struct bio *bio)
 
 /*
  * Keep a freed host cluster from the allocator until the I/O sent to it
- * drained and a commit no longer points at it.  Without memory it is
+ * drained and a commit no longer points at it (commit_and_complete()).  Without memory it is
  * leaked until the next activation, which finds it free again.
  */
 static void remember_freed(struct chain_c *cc, u64 host)
@@ -688,7 +708,10 @@ static void remember_freed(struct chain_c *cc, u64 host)
 	if (!f)
 		return;
 	f->host = host;
-	defer_free(cc, f);
+	f->epoch = chain_free_ticket(cc);
+	spin_lock_irq(&cc->lock);
+	list_add_tail(&f->list, &cc->freed);
+	spin_unlock_irq(&cc->lock);
 }
 
 /*
@@ -773,6 +796,7 @@ static void zero_range_done(int read_err, unsigned long write_err,
  */
 static void zero_range(struct chain_c *cc, struct bio *bio, u64 e)
 {
+	struct chain_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
 	struct dm_io_region to = {
 		.bdev = active_dev(cc)->bdev,
 		.sector = (chain_entry_host(e) << cc->cluster_shift) +
@@ -780,6 +804,7 @@ static void zero_range(struct chain_c *cc, struct bio *bio, u64 e)
 		.count = bio_sectors(bio),
 	};
 
+	pb->needs_flush = true;	/* kcopyd drops REQ_FUA */
 	dm_kcopyd_zero(cc->kc, 1, &to, 0, zero_range_done, bio);
 }
 
@@ -793,10 +818,12 @@ static void process_write_zeroes(struct chain_c *cc, struct bio *bio)
 		return;
 	}
 	e = lookup_for_io(cc, pb, bio_cluster(cc, bio));
-	if (top_mapped(cc, e))
+	if (top_mapped(cc, e)) {
 		zero_range(cc, bio, e);
-	else
-		process_write(cc, bio);	/* copy-up: see copy_up() */
+		return;
+	}
+	chain_leave_epoch(cc, &pb->epoch);
+	process_write(cc, bio);	/* copy-up: see copy_up() */
 }
 
 static void process_bio(struct chain_c *cc, struct bio *bio)
@@ -829,12 +856,14 @@ static void process_deferred_bios(struct chain_c *cc)
 
 /*
  * Commit, then complete the FLUSH and FUA bios that waited for it and
- * release the host clusters the commit stopped pointing at.  The lists are
- * taken before the commit, so everything they depend on was recorded
- * before the commit began.  May block.
+ * release the host clusters the commit stopped pointing at and no I/O can
+ * reach.  The lists are taken before the commit, so everything they
+ * depend on was recorded before the commit began.  May block.
  */
 static void commit_and_complete(struct chain_c *cc)
 {
+	u64 swept = chain_epochs_swept(cc);
+	struct chain_freed *f, *tmp;
 	struct bio_list waiters;
 	LIST_HEAD(freed);
 	int r;
@@ -842,7 +871,10 @@ static void commit_and_complete(struct chain_c *cc)
 	spin_lock_irq(&cc->lock);
 	waiters = cc->commit_waiters;
 	bio_list_init(&cc->commit_waiters);
-	list_splice_init(&cc->freed, &freed);
+	/* Only what no I/O can reach any more; the rest waits. */
+	list_for_each_entry_safe(f, tmp, &cc->freed, list)
+		if (f->epoch < swept)
+			list_move_tail(&f->list, &freed);
 	cc->commit_due = false;
 	spin_unlock_irq(&cc->lock);
 
@@ -867,12 +899,14 @@ void chain_commit_now(struct chain_c *cc)
 	commit_and_complete(cc);
 }
 
-/* Ask the worker for a commit soon. */
+/* Ask the worker for a commit soon.  Any context. */
 void chain_request_commit(struct chain_c *cc)
 {
-	spin_lock_irq(&cc->lock);
+	unsigned long flags;
+
+	spin_lock_irqsave(&cc->lock, flags);
 	cc->commit_due = true;
-	spin_unlock_irq(&cc->lock);
+	spin_unlock_irqrestore(&cc->lock, flags);
 	wake_worker(cc);
 }
 
@@ -1220,8 +1254,6 @@ static void chain_free(struct chain_c *cc)
 		destroy_workqueue(cc->wq);
 	mempool_exit(&cc->cell_pool);
 	if (cc->cmd) {
-		for (l = 0; l < NR_EPOCHS; l++)
-			list_splice_init(&cc->epochs[l].freed, &cc->freed);
 		release_freed(cc, &cc->freed, false);
 		dm_chain_metadata_close(cc->cmd);
 	}
@@ -1260,8 +1292,8 @@ static int chain_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	cc->nr_layers = nr;
 	spin_lock_init(&cc->lock);
 	spin_lock_init(&cc->epoch_lock);
-	for (nr = 0; nr < NR_EPOCHS; nr++)
-		INIT_LIST_HEAD(&cc->epochs[nr].freed);
+	cc->epoch_seq = 1;	/* tickets start at 1: 0 means none yet */
+	cc->epoch_swept = 1;
 	bio_list_init(&cc->deferred);
 	bio_list_init(&cc->commit_waiters);
 	INIT_LIST_HEAD(&cc->freed);
@@ -1393,6 +1425,7 @@ static int map_write(struct chain_c *cc, struct bio *bio, u64 e)
 		remap_to_active(cc, bio, chain_entry_host(e));
 		return DM_MAPIO_REMAPPED;
 	}
+	chain_leave_epoch(cc, &pb->epoch);	/* the worker looks again */
 	defer_bio(cc, bio);
 	return DM_MAPIO_SUBMITTED;
 }
@@ -1439,6 +1472,10 @@ static int chain_map(struct dm_target *ti, struct bio *bio)
 	pb->mirrored = false;
 	pb->wide = false;
 	pb->epoch = -1;
+	pb->needs_flush = false;
+	pb->vcluster = 0;
+	pb->offset = 0;
+	pb->len = 0;
 
 	if (!cc->cmd) {
 		bio_set_dev(bio, cc->devs[0]->bdev);
@@ -1505,10 +1542,13 @@ static int chain_end_io(struct dm_target *ti, struct bio *bio,
 	 */
 	if (!*error && chain_job_end_io(cc, bio, pb))
 		return DM_ENDIO_INCOMPLETE;
-	leave_epoch(cc, pb);
-	/* A FUA write is durable only with its mapping committed. */
+	chain_leave_epoch(cc, &pb->epoch);
+	/*
+	 * A FUA write is durable only with its mapping committed, or with a
+	 * flush when it went down without its FUA flag.
+	 */
 	if ((bio->bi_opf & REQ_FUA) && !*error && !pb->commit_waited &&
-	    dm_chain_dirty(cc->cmd)) {
+	    (pb->needs_flush || dm_chain_dirty(cc->cmd))) {
 		pb->commit_waited = true;
 		spin_lock_irqsave(&cc->lock, flags);
 		bio_list_add(&cc->commit_waiters, bio);

@@ -52,22 +52,15 @@ struct chain_copy {
 };
 
 /*
- * A host cluster freed by a discard.  It waits in the epoch it was freed
- * in until every I/O counted in that epoch and the ones before completed,
- * then on cc->freed for the next commit; then the allocator may have it.
+ * A host cluster freed by a discard.  It waits on cc->freed until every
+ * I/O counted in its epoch and the ones before completed (epoch <
+ * cc->epoch_swept) and a commit no longer points at it; then the allocator
+ * may have it.
  */
 struct chain_freed {
 	struct list_head list;
 	u64 host;
-};
-
-/*
- * Bios sent to a host cluster of the active layer without a cell, counted
- * by the epoch they entered in (dm-thin's deferred sets are the model).
- */
-struct chain_epoch {
-	unsigned int count;		/* bios in flight */
-	struct list_head freed;		/* struct chain_freed, freed meanwhile */
+	u64 epoch;			/* chain_free_ticket() */
 };
 
 /* Per-bio data. */
@@ -76,7 +69,8 @@ struct chain_bio {
 	bool commit_waited;		/* FUA completion already deferred */
 	bool mirrored;			/* the job already copied this write */
 	bool wide;			/* a write over several clusters */
-	int epoch;			/* counted in cc->epochs[epoch], or -1 */
+	int epoch;			/* counted in this epoch slot, or -1 */
+	bool needs_flush;		/* written without its FUA flag */
 	u64 vcluster;			/* where a write landed, for the job */
 	sector_t offset;		/* in the cluster, sectors */
 	sector_t len;
@@ -110,11 +104,19 @@ struct chain_c {
 	bool suspending;		/* presuspend until resume: park nothing */
 	bool commit_due;		/* set by the periodic commit */
 
-	/* Protects the epochs; nests inside nothing. */
+	/*
+	 * Epochs of bios sent to host clusters without a cell (dm-thin's
+	 * deferred set is the model): a bio counts in the epoch it entered;
+	 * a freed host cluster takes a ticket, the epoch then current, and
+	 * may be reused once every epoch up to its ticket drained.  Protects
+	 * the epoch_ fields; nests inside nothing.
+	 */
 	spinlock_t epoch_lock;
-	unsigned int epoch_current;	/* where bios enter now */
-	unsigned int epoch_sweeper;	/* oldest epoch not yet drained */
-	struct chain_epoch epochs[NR_EPOCHS];
+	u64 epoch_seq;			/* the epoch bios enter now */
+	u64 epoch_swept;		/* every epoch before it drained */
+	u64 epoch_last_ticket;		/* the newest ticket handed out */
+	bool epoch_advance;		/* a ticket waits for epoch_seq to move */
+	unsigned int epoch_count[NR_EPOCHS];	/* by epoch % NR_EPOCHS */
 
 	struct workqueue_struct *wq;
 	struct work_struct worker;
@@ -166,6 +168,10 @@ struct chain_cell *chain_lock_cluster(struct chain_c *cc, u64 vc,
 				      struct bio *bio);
 void chain_release_cell(struct chain_cell *cell, bool publish, bool requeue);
 void chain_request_commit(struct chain_c *cc);
+void chain_enter_epoch(struct chain_c *cc, int *slot);
+void chain_leave_epoch(struct chain_c *cc, int *slot);
+u64 chain_free_ticket(struct chain_c *cc);
+u64 chain_epochs_swept(struct chain_c *cc);
 void chain_commit_now(struct chain_c *cc);
 void chain_wait_wide_writes(struct chain_c *cc);
 
