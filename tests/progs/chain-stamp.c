@@ -19,10 +19,18 @@
  * at least the newest write covering it that completed before flush K,
  * i.e. no flushed write was lost.
  *
+ * With --dsync the writer opens the device O_DSYNC and submits each write
+ * through Linux AIO (one at a time): the block layer then sends it as one
+ * REQ_FUA write and acknowledges it with no flush after it (a synchronous
+ * O_DSYNC pwrite on a block device is followed by a full flush, which
+ * would hide what FUA alone does).  Such a run's journal line ends in
+ * "dsync"; the checker's --acked-dsync then demands every acked write of
+ * such a run, as if each ack had been a flush of that write alone.
+ *
  * Journal lines (ids and flush numbers continue across runs on one
  * journal, so a test can write, crash, check and write again):
  *
- *	run R seed S size BYTES
+ *	run R seed S size BYTES [dsync]
  *	start ID SECTOR NR
  *	ack ID
  *	flush K done after ID
@@ -35,11 +43,13 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <linux/aio_abi.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 const char *progname = "chain-stamp";
@@ -64,6 +74,7 @@ struct config {
 	const char *dev_path;
 	const char *journal_path;
 	const char *mark_cmd;
+	const char *ack_cmd;
 	uint64_t size;
 	uint64_t seed;
 	uint64_t ops;
@@ -72,6 +83,8 @@ struct config {
 	uint64_t flush_every;
 	uint64_t upto_flush;	/* 0: no flush rule */
 	bool initial_stamped;
+	bool dsync;		/* write: O_DSYNC writes through AIO */
+	bool acked_dsync;	/* check: acked writes of dsync runs count */
 };
 
 struct jwrite {
@@ -79,6 +92,7 @@ struct jwrite {
 	uint64_t nr;
 	uint64_t run;
 	bool acked;
+	bool dsync;		/* of a --dsync run: durable once acked */
 };
 
 /* The journal, parsed: writes[id] for id 1..nr_ids, flushes 1..nr_flushes. */
@@ -88,6 +102,7 @@ struct journal {
 	uint64_t *flush_after;	/* flush_after[k]: last id acked before k */
 	uint64_t nr_flushes;
 	uint64_t nr_runs;
+	bool run_dsync;		/* the current run is a --dsync run */
 };
 
 /* ---- crc32c (Castagnoli), bytewise table; speed does not matter here */
@@ -161,8 +176,10 @@ static int journal_line(struct journal *j, const char *line)
 	struct jwrite *w;
 
 	if (sscanf(line, "run %" SCNu64 " seed %" SCNu64 " size %" SCNu64,
-		   &run, &v1, &v2) == 3)
+		   &run, &v1, &v2) == 3) {
+		j->run_dsync = strstr(line, " dsync") != NULL;
 		return run == ++j->nr_runs ? 0 : -1;
+	}
 	if (sscanf(line, "start %" SCNu64 " %" SCNu64 " %" SCNu64,
 		   &id, &sect, &nr) == 3) {
 		if (id != j->nr_ids + 1 || !j->nr_runs || !nr)
@@ -171,7 +188,8 @@ static int journal_line(struct journal *j, const char *line)
 		if (!w)
 			return -1;
 		j->writes = w;
-		w[id] = (struct jwrite){ sect, nr, j->nr_runs, false };
+		w[id] = (struct jwrite){ sect, nr, j->nr_runs, false,
+					 j->run_dsync };
 		j->nr_ids = id;
 		return 0;
 	}
@@ -298,6 +316,7 @@ struct writer {
 	const struct config *c;
 	struct dev dev;
 	int jfd;
+	aio_context_t aio;	/* --dsync */
 	uint64_t run;
 	uint64_t next_id;
 	uint64_t next_flush;
@@ -321,11 +340,55 @@ static int writer_flush(struct writer *w)
 	return w->c->mark_cmd ? run_mark_cmd(w->c->mark_cmd, k) : 0;
 }
 
+/*
+ * One write through AIO and wait for it: on an O_DSYNC block device file
+ * it goes down as a single REQ_FUA bio and nothing flushes after it.
+ */
+static int aio_pwrite(struct writer *w, const void *buf, size_t len,
+		      uint64_t off)
+{
+	struct iocb cb = {
+		.aio_lio_opcode = IOCB_CMD_PWRITE,
+		.aio_fildes = w->dev.fd,
+		.aio_buf = (uintptr_t)buf,
+		.aio_nbytes = len,
+		.aio_offset = off,
+	};
+	struct iocb *cbs[1] = { &cb };
+	struct io_event ev;
+	long n;
+
+	if (syscall(SYS_io_submit, w->aio, 1L, cbs) != 1) {
+		report(w->dev.path, "io_submit", errno);
+		return -1;
+	}
+	do {
+		n = syscall(SYS_io_getevents, w->aio, 1L, 1L, &ev, NULL);
+	} while (n < 0 && errno == EINTR);
+	if (n != 1) {
+		report(w->dev.path, "io_getevents", errno);
+		return -1;
+	}
+	if (ev.res < 0) {
+		reportf(w->dev.path, "O_DSYNC write", "offset %" PRIu64 ": %s",
+			off, strerror(-ev.res));
+		return -1;
+	}
+	if ((uint64_t)ev.res != len) {
+		reportf(w->dev.path, "O_DSYNC write", "offset %" PRIu64
+			": short write (%lld of %zu bytes)", off,
+			(long long)ev.res, len);
+		return -1;
+	}
+	return 0;
+}
+
 static int writer_one(struct writer *w, struct rng *r)
 {
 	const struct config *c = w->c;
 	uint64_t id = w->next_id++;
 	struct extent e;
+	int ret;
 
 	pick_extent(r, c->size >> SECTOR_SHIFT, c->max_len >> SECTOR_SHIFT,
 		    c->cluster >> SECTOR_SHIFT, &e);
@@ -333,10 +396,17 @@ static int writer_one(struct writer *w, struct rng *r)
 			   PRIu64 " %" PRIu64 "\n", id, e.sect, e.nr))
 		return -1;
 	make_stamps(w->buf, e.sect, e.nr, id, w->run);
-	if (xpwrite(w->dev.fd, w->buf, e.nr << SECTOR_SHIFT,
-		    e.sect << SECTOR_SHIFT, w->dev.path))
+	if (c->dsync)
+		ret = aio_pwrite(w, w->buf, e.nr << SECTOR_SHIFT,
+				 e.sect << SECTOR_SHIFT);
+	else
+		ret = xpwrite(w->dev.fd, w->buf, e.nr << SECTOR_SHIFT,
+			      e.sect << SECTOR_SHIFT, w->dev.path);
+	if (ret || journal_append(w->jfd, c->journal_path, "ack %" PRIu64 "\n",
+				  id))
 		return -1;
-	return journal_append(w->jfd, c->journal_path, "ack %" PRIu64 "\n", id);
+	/* Journaled before the command: the write is acked once it returns. */
+	return c->ack_cmd ? run_mark_cmd(c->ack_cmd, id) : 0;
 }
 
 static int writer_loop(struct writer *w)
@@ -378,14 +448,24 @@ static int cmd_write(const struct config *c)
 		report(c->journal_path, "open", errno);
 		return EXIT_USAGE;
 	}
-	if (dev_open(&w.dev, c->dev_path, O_RDWR))
+	if (dev_open(&w.dev, c->dev_path, O_RDWR | (c->dsync ? O_DSYNC : 0)))
 		goto out_journal;
 	if (dev_check_size(&w.dev, c->size))
 		goto out_dev;
+	if (c->dsync && (!w.dev.direct || !w.dev.is_blk)) {
+		report(c->dev_path, "--dsync needs a block device that takes "
+		       "O_DIRECT", 0);
+		goto out_dev;
+	}
+	if (c->dsync && syscall(SYS_io_setup, 1L, &w.aio)) {
+		report("io_setup", "cannot set up AIO", errno);
+		goto out_dev;
+	}
 	w.buf = alloc_aligned(c->max_len);
 	if (journal_append(w.jfd, c->journal_path, "run %" PRIu64 " seed %"
-			   PRIu64 " size %" PRIu64 "\n", w.run, c->seed,
-			   c->size) || writer_loop(&w))
+			   PRIu64 " size %" PRIu64 "%s\n", w.run, c->seed,
+			   c->size, c->dsync ? " dsync" : "") ||
+	    writer_loop(&w))
 		goto out_buf;
 	printf("%s: run %" PRIu64 ": %" PRIu64 " writes (ids %" PRIu64
 	       "..%" PRIu64 "), last flush %" PRIu64 "\n", progname, w.run,
@@ -393,6 +473,8 @@ static int cmd_write(const struct config *c)
 	ret = EXIT_OK;
 out_buf:
 	free(w.buf);
+	if (c->dsync)
+		syscall(SYS_io_destroy, w.aio);
 out_dev:
 	dev_close(&w.dev);
 out_journal:
@@ -440,11 +522,15 @@ struct checker {
 	const struct config *c;
 	struct journal j;
 	uint64_t *required;	/* per sector: id that must be seen or newer */
+	uint64_t flush_last;	/* last id acked before flush --upto-flush */
 	uint64_t bad;
 	uint64_t written;	/* sectors showing a journaled write */
 };
 
-/* The newest write covering each sector among those acked before flush K. */
+/*
+ * The newest write covering each sector among those that must be durable:
+ * acked before flush K, or (--acked-dsync) acked in a --dsync run.
+ */
 static int build_required(struct checker *ck)
 {
 	uint64_t nr_sect = ck->c->size >> SECTOR_SHIFT;
@@ -461,10 +547,13 @@ static int build_required(struct checker *ck)
 		report("memory", "cannot allocate per-sector table", ENOMEM);
 		return -1;
 	}
-	last = ck->j.flush_after[ck->c->upto_flush];
-	for (id = 1; id <= last; id++) {
+	last = ck->c->upto_flush ? ck->j.flush_after[ck->c->upto_flush] : 0;
+	ck->flush_last = last;
+	for (id = 1; id <= ck->j.nr_ids; id++) {
 		const struct jwrite *w = &ck->j.writes[id];
 
+		if (id > last && !(ck->c->acked_dsync && w->dsync && w->acked))
+			continue;
 		for (s = w->sect; s < w->sect + w->nr && s < nr_sect; s++)
 			ck->required[s] = id;
 	}
@@ -474,6 +563,18 @@ static int build_required(struct checker *ck)
 static uint64_t required_id(const struct checker *ck, uint64_t s)
 {
 	return ck->required ? ck->required[s] : 0;
+}
+
+/* Why write @req had to be durable, for a "lost write" report. */
+static const char *durable_why(const struct checker *ck, uint64_t req,
+			       char *buf, size_t len)
+{
+	if (req > ck->flush_last)
+		snprintf(buf, len, "acked with O_DSYNC");
+	else
+		snprintf(buf, len, "acked before flush %" PRIu64,
+			 ck->c->upto_flush);
+	return buf;
 }
 
 static bool is_zero(const unsigned char *p, size_t len)
@@ -541,10 +642,13 @@ static const char *judge_stamp(const struct checker *ck, uint64_t s,
 			   ", journal says run %" PRIu64, id, run, w->run);
 	if (!stamp_exact(got, s, id, run))
 		return say(why, len, "id %" PRIu64 " filler corrupt", id);
-	if (id < req)
+	if (id < req) {
+		char d[64];
+
 		return say(why, len, "id %" PRIu64 ", but id %" PRIu64
-			   " was acked before flush %" PRIu64 " (lost write)",
-			   id, req, ck->c->upto_flush);
+			   " was %s (lost write)", id, req,
+			   durable_why(ck, req, d, sizeof(d)));
+	}
 	return NULL;
 }
 
@@ -555,10 +659,12 @@ static const char *judge_sector(const struct checker *ck, uint64_t s,
 	struct stamp st;
 
 	if (is_zero(got, SECTOR_SIZE)) {
+		char d[64];
+
 		if (req)
 			return say(why, len, "zeros, but id %" PRIu64 " was "
-				   "acked before flush %" PRIu64 " (lost write)",
-				   req, ck->c->upto_flush);
+				   "%s (lost write)", req,
+				   durable_why(ck, req, d, sizeof(d)));
 		if (ck->c->initial_stamped)
 			return say(why, len, "zeros, expected an id-0 stamp");
 		return NULL;
@@ -627,7 +733,7 @@ static int cmd_check(const struct config *c)
 
 	if (journal_load(&ck.j, c->journal_path))
 		return EXIT_USAGE;
-	if (c->upto_flush && build_required(&ck))
+	if ((c->upto_flush || c->acked_dsync) && build_required(&ck))
 		goto out;
 	ret = check_device(&ck);
 	if (ret)
@@ -640,8 +746,9 @@ static int cmd_check(const struct config *c)
 	}
 	printf("%s: check ok: %" PRIu64 " sectors, %" PRIu64
 	       " from journaled writes, %" PRIu64 " ids, %" PRIu64
-	       " flushes%s\n", progname, nr_sect, ck.written, ck.j.nr_ids,
-	       ck.j.nr_flushes, c->upto_flush ? ", no flushed write lost" : "");
+	       " flushes%s%s\n", progname, nr_sect, ck.written, ck.j.nr_ids,
+	       ck.j.nr_flushes, c->upto_flush ? ", no flushed write lost" : "",
+	       c->acked_dsync ? ", no O_DSYNC-acked write lost" : "");
 out:
 	free(ck.required);
 	journal_free(&ck.j);
@@ -656,7 +763,7 @@ static void usage(FILE *out)
 "Usage:\n"
 " %s write --dev PATH --journal PATH --size BYTES --ops N [options]\n"
 " %s check --dev PATH --journal PATH --size BYTES [--upto-flush K]\n"
-"             [--initial zero|stamped]\n"
+"             [--acked-dsync] [--initial zero|stamped]\n"
 " %s fill  --dev PATH --size BYTES\n"
 "\n"
 "Write sectors stamped with their sector number and write id, journal\n"
@@ -671,9 +778,16 @@ static void usage(FILE *out)
 "                      once at the end)\n"
 " --mark-cmd CMD       run CMD after each flush, %%d replaced by the flush\n"
 "                      number, e.g. 'dmsetup message lw 0 mark flush-%%d'\n"
+" --dsync              open the device O_DSYNC and write through AIO, one\n"
+"                      write at a time: each write is one FUA write, acked\n"
+"                      with no flush after it\n"
+" --ack-cmd CMD        run CMD after each acked write, %%d replaced by its\n"
+"                      id, e.g. 'dmsetup message lw 0 mark ack-%%d'\n"
 "\n"
 "Check options:\n"
 " --upto-flush K       every write acknowledged before flush K must be\n"
+"                      visible (or overwritten by a newer write)\n"
+" --acked-dsync        every acknowledged write of a --dsync run must be\n"
 "                      visible (or overwritten by a newer write)\n"
 " --initial zero|stamped  what never-written sectors hold (default zero)\n"
 "\n"
@@ -686,6 +800,7 @@ static void usage(FILE *out)
 enum {
 	OPT_DEV = 256, OPT_JOURNAL, OPT_SIZE, OPT_SEED, OPT_OPS, OPT_MAX_LEN,
 	OPT_CLUSTER, OPT_FLUSH_EVERY, OPT_MARK_CMD, OPT_UPTO, OPT_INITIAL,
+	OPT_DSYNC, OPT_ACK_CMD, OPT_ACKED_DSYNC,
 };
 
 static const struct option long_opts[] = {
@@ -700,6 +815,9 @@ static const struct option long_opts[] = {
 	{ "mark-cmd",	 required_argument, NULL, OPT_MARK_CMD },
 	{ "upto-flush",	 required_argument, NULL, OPT_UPTO },
 	{ "initial",	 required_argument, NULL, OPT_INITIAL },
+	{ "dsync",	 no_argument,	    NULL, OPT_DSYNC },
+	{ "ack-cmd",	 required_argument, NULL, OPT_ACK_CMD },
+	{ "acked-dsync", no_argument,	    NULL, OPT_ACKED_DSYNC },
 	{ "help",	 no_argument,	    NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -725,6 +843,15 @@ static int parse_one(struct config *c, int opt, const char *arg)
 		return 0;
 	case OPT_MARK_CMD:
 		c->mark_cmd = arg;
+		return 0;
+	case OPT_ACK_CMD:
+		c->ack_cmd = arg;
+		return 0;
+	case OPT_DSYNC:
+		c->dsync = true;
+		return 0;
+	case OPT_ACKED_DSYNC:
+		c->acked_dsync = true;
 		return 0;
 	case OPT_SIZE:
 		return opt_size("--size", arg, &c->size);

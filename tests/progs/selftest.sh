@@ -451,6 +451,33 @@ test_lw_errors() {
 		--list
 }
 
+# --acked-dsync: every acked write of a "dsync" run is required (an O_DSYNC
+# ack is a flush of that write alone); unacked or non-dsync ones are not.
+# The writer's --dsync needs a block device, so the journal is marked by
+# hand here; the guest test fua.sh runs the real thing.
+test_stamp_acked_dsync() {
+	local d=$ST/dsync s
+	mkdir -p "$d" && cp "$ST/filled" "$d/dev" &&
+	expect 0 -- "$STAMP" write --dev "$d/dev" --journal "$d/journal" \
+		--size $ST_SIZE --seed 13 --ops 40 --max-len 8K || return 1
+	expect 2 'needs a block device' -- "$STAMP" write --dev "$d/dev" \
+		--journal "$d/j2" --size $ST_SIZE --ops 1 --dsync &&
+	sed 's/^run 1 .*/& dsync/' "$d/journal" >"$d/j.dsync" &&
+	s=$(awk '$1 == "start" { s = $3 } END { print s }' "$d/journal") &&
+	copy_sector "$ST/filled" "$s" "$d/dev" "$s" &&
+	expect 0 'check ok' -- "$STAMP" check --dev "$d/dev" --size $ST_SIZE \
+		--journal "$d/j.dsync" --initial stamped &&
+	expect 0 'check ok' -- "$STAMP" check --dev "$d/dev" --size $ST_SIZE \
+		--journal "$d/journal" --initial stamped --acked-dsync &&
+	expect 1 "sector $s: id 0, but id 40 was acked with O_DSYNC \(lost write\)" \
+		-- "$STAMP" check --dev "$d/dev" --size $ST_SIZE \
+		--journal "$d/j.dsync" --initial stamped --acked-dsync &&
+	grep -v '^ack 40$' "$d/j.dsync" >"$d/j.unacked" &&
+	expect 0 'no O_DSYNC-acked write lost' -- "$STAMP" check \
+		--dev "$d/dev" --size $ST_SIZE --journal "$d/j.unacked" \
+		--initial stamped --acked-dsync
+}
+
 TESTS="
 iotest_usage iotest_run_verify iotest_continue iotest_deterministic
 iotest_detects_corruption iotest_read_op_detects iotest_discard_old_or_zero
@@ -458,7 +485,7 @@ iotest_discard_garbage iotest_init_model_from iotest_cluster_sizes
 stamp_usage stamp_fill stamp_write stamp_flush_points stamp_misdirected
 stamp_torn stamp_foreign stamp_killed_writer stamp_sigkill
 stamp_second_run
-stamp_zero_initial
+stamp_zero_initial stamp_acked_dsync
 lw_list lw_replay_all lw_replay_incremental lw_replay_limit
 lw_sectorsize_4k lw_errors
 "
