@@ -70,7 +70,7 @@ static int task_run_cookie(struct dm_task *dmt, const char *name,
 	return r;
 }
 
-/* A task with no arguments but the name: suspend, clear. */
+/* A task with no arguments but the name: clear. */
 static int simple(int type, const char *name, const char *what)
 {
 	struct dm_task *dmt = task_new(type, name, what);
@@ -116,9 +116,27 @@ int dm_op_load(const char *name, uint64_t sectors, const char *params)
 			  "loading the table");
 }
 
+/*
+ * Noflush: writes the target cannot place (a full active layer) go back
+ * to dm-core and are sent again, to the new table, after resume, instead
+ * of failing.  Everything else still completes before the suspend does,
+ * and the target commits its metadata in postsuspend.
+ */
 int dm_op_suspend(const char *name)
 {
-	return simple(DM_DEVICE_SUSPEND, name, "suspending the device");
+	const char *what = "suspending the device";
+	struct dm_task *dmt = task_new(DM_DEVICE_SUSPEND, name, what);
+	int r;
+
+	if (!dmt)
+		return -1;
+	r = dm_task_no_flush(dmt);
+	if (!r)
+		errmsg(name, "%s: cannot ask for a noflush suspend", what);
+	else
+		r = task_run(dmt, name, what);
+	dm_task_destroy(dmt);
+	return r ? 0 : -1;
 }
 
 static int cookie_op(int type, const char *name, const char *what)
