@@ -49,8 +49,9 @@ module:
 		echo "No kernel build tree for KVER=$(KVER) (KDIR=$(KDIR)); run tools/deps $(KVER)" >&2; \
 		exit 1; }
 	$(MAKE) -C $(KDIR) M=$(CURDIR) modules W=1
+	$(MAKE) -C $(KDIR) M=$(CURDIR)/tests/kmod modules W=1
 
-# The module for every kernel in KERNELS other than the in-tree build's,
+# The module (and the test-only tests/kmod/dm-hold.ko) for every kernel in KERNELS other than the in-tree build's,
 # each in build/<release>/ (a tree of links to the sources), where the
 # guest tests look for it.
 modules-all: module
@@ -67,6 +68,12 @@ modules-all: module
 		if [ -d include ]; then cp -as $(CURDIR)/include $$d/; fi; \
 		echo "  MODULE  $$d/kernel/dm-chain.ko"; \
 		$(MAKE) -C /lib/modules/$$rel/build M=$(CURDIR)/$$d modules W=1; \
+		mkdir -p $$d/tests/kmod; \
+		for f in tests/kmod/*.c tests/kmod/Kbuild; do \
+			case $$f in *.mod.c) continue ;; esac; \
+			ln -s $(CURDIR)/$$f $$d/$$f; done; \
+		echo "  MODULE  $$d/tests/kmod/dm-hold.ko"; \
+		$(MAKE) -C /lib/modules/$$rel/build M=$(CURDIR)/$$d/tests/kmod modules W=1; \
 	done
 
 userspace:
@@ -118,7 +125,8 @@ uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/chainadm $(DESTDIR)$(MANDIR)/man8/chainadm.8
 
 clean:
-	if [ -e "$(KDIR)/Makefile" ]; then $(MAKE) -C $(KDIR) M=$(CURDIR) clean; fi
+	if [ -e "$(KDIR)/Makefile" ]; then $(MAKE) -C $(KDIR) M=$(CURDIR) clean; \
+		$(MAKE) -C $(KDIR) M=$(CURDIR)/tests/kmod clean; fi
 	if [ -f userspace/Makefile ]; then $(MAKE) -C userspace clean; fi
 	$(MAKE) -C tests clean
 	rm -rf build
