@@ -28,22 +28,33 @@
  *	Hold nothing more; bios already held stay held.
  *   release
  *	Submit every held bio, oldest first.
+ *   delay <percent> <max ms>
+ *	Hold that percentage of the bios that carry data (any operation),
+ *	chosen at random, each for a random time of up to <max ms>, then
+ *	submit it: bios complete out of order, as on a disk with a deep
+ *	queue, so the target above sees I/O stay in flight while later I/O
+ *	completes.  "delay 0 0" stops it.
  *
  * Status (INFO):
  *
  *   <#held> <#held since the table was loaded> <armed>
+ *   <#delayed> <#delayed since the table was loaded> <delay>
  *
- *   <armed> is "-" or "<sector>:<op>:<count left>".
+ *   <armed> is "-" or "<sector>:<op>:<count left>"; <delay> is "-" or
+ *   "<percent>:<max ms>".
  *
- * A suspend waits for every bio in flight, so presuspend disarms and
- * releases whatever is held: a suspend or a removal never hangs on a bio
- * the test forgot to release.
+ * A suspend waits for every bio in flight, so presuspend disarms, stops
+ * delaying and submits whatever is held or delayed: a suspend or a
+ * removal never hangs on a bio the test forgot to release.
  */
 #include <linux/bio.h>
 #include <linux/device-mapper.h>
+#include <linux/jiffies.h>
 #include <linux/module.h>
+#include <linux/random.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
+#include <linux/workqueue.h>
 
 #define DM_MSG_PREFIX "hold"
 
@@ -58,6 +69,19 @@ struct hold_c {
 	sector_t arm_sector;	/* in 512-byte sectors of the target */
 	enum req_op arm_op;
 	unsigned int arm_count;	/* 0: not armed */
+	struct bio_list delayed;	/* remapped, each due at hold_bio.due */
+	unsigned int nr_delayed;
+	unsigned long long nr_delayed_total;
+	unsigned int delay_pct;	/* 0: no delays */
+	unsigned int delay_ms;
+
+	struct workqueue_struct *wq;
+	struct delayed_work delay_work;	/* submits delayed bios when due */
+};
+
+/* Per-bio data. */
+struct hold_bio {
+	unsigned long due;	/* in jiffies, for a delayed bio */
 };
 
 static const struct {
@@ -93,6 +117,8 @@ static int parse_op(const char *name, enum req_op *op)
 	return -EINVAL;
 }
 
+static void submit_due(struct work_struct *ws);
+
 /* Construct a mapping: <dev path> <offset> */
 static int hold_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
@@ -123,13 +149,24 @@ static int hold_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	hc->start = start;
 	spin_lock_init(&hc->lock);
 	bio_list_init(&hc->held);
+	bio_list_init(&hc->delayed);
+	INIT_DELAYED_WORK(&hc->delay_work, submit_due);
+	hc->wq = alloc_workqueue("dm-hold", WQ_MEM_RECLAIM, 0);
+	if (!hc->wq) {
+		ti->error = "Cannot allocate the workqueue";
+		r = -ENOMEM;
+		goto out_put;
+	}
 
 	ti->num_flush_bios = 1;
 	ti->num_discard_bios = 1;
 	ti->num_write_zeroes_bios = 1;
+	ti->per_io_data_size = sizeof(struct hold_bio);
 	ti->private = hc;
 	return 0;
 
+out_put:
+	dm_put_device(ti, hc->dev);
 out_free:
 	kfree(hc);
 	return r;
@@ -140,7 +177,10 @@ static void hold_dtr(struct dm_target *ti)
 	struct hold_c *hc = ti->private;
 
 	/* presuspend released everything; dm-core suspends before a dtr. */
-	WARN_ON_ONCE(!bio_list_empty(&hc->held));
+	WARN_ON_ONCE(!bio_list_empty(&hc->held) ||
+		     !bio_list_empty(&hc->delayed));
+	cancel_delayed_work_sync(&hc->delay_work);
+	destroy_workqueue(hc->wq);
 	dm_put_device(ti, hc->dev);
 	kfree(hc);
 }
@@ -151,6 +191,68 @@ static bool __should_hold(struct hold_c *hc, struct bio *bio, sector_t sector)
 	return hc->arm_count && bio_op(bio) == hc->arm_op &&
 	       bio_sectors(bio) && sector <= hc->arm_sector &&
 	       hc->arm_sector < sector + bio_sectors(bio);
+}
+
+/* Caller holds hc->lock.  Is this bio one of the randomly delayed ones? */
+static bool __should_delay(struct hold_c *hc, struct bio *bio)
+{
+	return hc->delay_pct && bio_sectors(bio) &&
+	       get_random_u32() % 100 < hc->delay_pct;
+}
+
+/* Caller holds hc->lock. */
+static void __delay_bio(struct hold_c *hc, struct bio *bio)
+{
+	struct hold_bio *hb = dm_per_bio_data(bio, sizeof(*hb));
+	unsigned long delay;
+
+	delay = 1 + get_random_u32() % max(msecs_to_jiffies(hc->delay_ms), 1UL);
+	hb->due = jiffies + delay;
+	if (bio_list_empty(&hc->delayed))
+		queue_delayed_work(hc->wq, &hc->delay_work, delay);
+	bio_list_add(&hc->delayed, bio);
+	hc->nr_delayed++;
+	hc->nr_delayed_total++;
+}
+
+/*
+ * Submit the delayed bios that are due (all of them if @all) and rearm
+ * the work for the earliest of the rest.  Process context.
+ */
+static void submit_delayed(struct hold_c *hc, bool all)
+{
+	struct bio_list due = BIO_EMPTY_LIST, later = BIO_EMPTY_LIST;
+	unsigned long now = jiffies, next = 0;
+	struct hold_bio *hb;
+	struct bio *bio;
+
+	spin_lock_irq(&hc->lock);
+	while ((bio = bio_list_pop(&hc->delayed))) {
+		hb = dm_per_bio_data(bio, sizeof(*hb));
+		if (all || time_after_eq(now, hb->due)) {
+			bio_list_add(&due, bio);
+			hc->nr_delayed--;
+			continue;
+		}
+		if (bio_list_empty(&later) || time_before(hb->due, next))
+			next = hb->due;
+		bio_list_add(&later, bio);
+	}
+	hc->delayed = later;
+	if (!bio_list_empty(&later))
+		queue_delayed_work(hc->wq, &hc->delay_work, next - now);
+	spin_unlock_irq(&hc->lock);
+
+	while ((bio = bio_list_pop(&due)))
+		dm_submit_bio_remap(bio, NULL);
+}
+
+static void submit_due(struct work_struct *ws)
+{
+	struct hold_c *hc = container_of(to_delayed_work(ws), struct hold_c,
+					 delay_work);
+
+	submit_delayed(hc, false);
 }
 
 static int hold_map(struct dm_target *ti, struct bio *bio)
@@ -171,6 +273,9 @@ static int hold_map(struct dm_target *ti, struct bio *bio)
 		bio_list_add(&hc->held, bio);
 		hc->nr_held++;
 		hc->nr_held_total++;
+	} else if (__should_delay(hc, bio)) {
+		__delay_bio(hc, bio);
+		hold = true;
 	}
 	spin_unlock_irqrestore(&hc->lock, flags);
 
@@ -198,6 +303,21 @@ static void disarm(struct hold_c *hc)
 	spin_lock_irq(&hc->lock);
 	hc->arm_count = 0;
 	spin_unlock_irq(&hc->lock);
+}
+
+static int process_delay_mesg(struct hold_c *hc, unsigned int argc,
+			      char **argv)
+{
+	unsigned int pct, ms;
+
+	if (argc != 3 || kstrtouint(argv[1], 10, &pct) || pct > 100 ||
+	    kstrtouint(argv[2], 10, &ms) || (pct && !ms))
+		return -EINVAL;
+	spin_lock_irq(&hc->lock);
+	hc->delay_pct = pct;
+	hc->delay_ms = ms;
+	spin_unlock_irq(&hc->lock);
+	return 0;
 }
 
 static int process_arm_mesg(struct hold_c *hc, unsigned int argc, char **argv)
@@ -233,6 +353,8 @@ static int hold_message(struct dm_target *ti, unsigned int argc, char **argv,
 	} else if (!strcasecmp(argv[0], "disarm") && argc == 1) {
 		disarm(hc);
 		r = 0;
+	} else if (!strcasecmp(argv[0], "delay")) {
+		r = process_delay_mesg(hc, argc, argv);
 	} else if (!strcasecmp(argv[0], "release") && argc == 1) {
 		release_held(hc);
 		r = 0;
@@ -247,8 +369,13 @@ static void hold_presuspend(struct dm_target *ti)
 {
 	struct hold_c *hc = ti->private;
 
-	disarm(hc);
+	spin_lock_irq(&hc->lock);
+	hc->arm_count = 0;
+	hc->delay_pct = 0;
+	spin_unlock_irq(&hc->lock);
 	release_held(hc);
+	cancel_delayed_work_sync(&hc->delay_work);
+	submit_delayed(hc, true);
 }
 
 static void hold_status(struct dm_target *ti, status_type_t type,
@@ -265,6 +392,11 @@ static void hold_status(struct dm_target *ti, status_type_t type,
 		if (hc->arm_count)
 			DMEMIT("%llu:%s:%u", (unsigned long long)hc->arm_sector,
 			       op_name(hc->arm_op), hc->arm_count);
+		else
+			DMEMIT("-");
+		DMEMIT(" %u %llu ", hc->nr_delayed, hc->nr_delayed_total);
+		if (hc->delay_pct)
+			DMEMIT("%u:%u", hc->delay_pct, hc->delay_ms);
 		else
 			DMEMIT("-");
 		spin_unlock_irq(&hc->lock);

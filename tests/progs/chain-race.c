@@ -91,6 +91,7 @@ struct config {
 	uint64_t seed;
 	uint64_t max_ops;	/* per round, all threads */
 	bool no_init;
+	bool no_free;		/* no discard or zeroes of a whole cluster */
 };
 
 static struct config cfg;
@@ -381,6 +382,10 @@ static void *worker(void *arg)
 			o->nr = 0;
 		} else {
 			pick(&r, o);
+			if (cfg.no_free && (o->kind == OP_DISCARD ||
+					    o->kind == OP_ZERO) &&
+			    !((o->sect - sect0) % cl_sect) && o->nr >= cl_sect)
+				o->nr = cl_sect - 1;	/* never frees a cluster */
 		}
 		if (do_op(o, id_base + n + 1, buf)) {
 			atomic_fetch_add(&io_errors, 1);
@@ -537,6 +542,8 @@ static void usage(FILE *out)
 " --seed N             random seed (default 1)\n"
 " --no-init            keep the clusters' content (default: fill them with\n"
 "                      id-0 stamps first; without, they must read as zeros)\n"
+" --no-free            never discard or zero a whole cluster (nothing is\n"
+"                      freed: a control run for the checker)\n"
 " -h, --help           display this help\n"
 "\n"
 "Exit status: 0 success, 1 bad sectors found, 2 usage or I/O error.\n",
@@ -545,7 +552,7 @@ static void usage(FILE *out)
 
 enum {
 	OPT_DEV = 256, OPT_CLUSTERS, OPT_CLUSTER_SIZE, OPT_FIRST, OPT_ROUNDS,
-	OPT_SECS, OPT_THREADS, OPT_MAX_OPS, OPT_SEED, OPT_NO_INIT,
+	OPT_SECS, OPT_THREADS, OPT_MAX_OPS, OPT_SEED, OPT_NO_INIT, OPT_NO_FREE,
 };
 
 static const struct option long_opts[] = {
@@ -559,6 +566,7 @@ static const struct option long_opts[] = {
 	{ "max-ops",	  required_argument, NULL, OPT_MAX_OPS },
 	{ "seed",	  required_argument, NULL, OPT_SEED },
 	{ "no-init",	  no_argument,	     NULL, OPT_NO_INIT },
+	{ "no-free",	  no_argument,	     NULL, OPT_NO_FREE },
 	{ "help",	  no_argument,	     NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -587,6 +595,9 @@ static int parse_one(int opt, const char *arg)
 		return opt_u64("--seed", arg, &cfg.seed);
 	case OPT_NO_INIT:
 		cfg.no_init = true;
+		return 0;
+	case OPT_NO_FREE:
+		cfg.no_free = true;
 		return 0;
 	case 'h':
 		usage(stdout);
