@@ -5,6 +5,8 @@
 #   make                 build kernel/dm-chain.ko (W=1) and userspace/chainadm
 #   make check           the test suite: deps, build, host tests, guest tests
 #   make demo            boot a guest and walk through a scenario
+#   make stress          the long forms of the stress tests (race_stress) on
+#                        every kernel in KERNELS, one guest at a time
 #   make bench           benchmarks in one guest: dm-chain against dm-linear,
 #                        dm-snapshot, dm-thin and qcow2 (build/bench/<date>-<krel>/)
 #   make shell           interactive shell in a guest
@@ -17,7 +19,9 @@
 # (sparse), KVM=1 (guest under KVM instead of TCG), DESTDIR, PREFIX;
 # for make bench: BENCH_SIZE (MiB, 256), BENCH_RUNTIME (s per fio run, 5),
 # BENCH_DEPTHS ("1 4 16 64"), BENCH_JOB_DEPTH (4), BENCH_JOB_SIZE (MiB, 1024),
-# BENCH_SECTIONS ("io jobs fg bw mem"), BENCH_OUT, GUEST_MEM (5G).
+# BENCH_SECTIONS ("io jobs fg bw mem"), BENCH_OUT, GUEST_MEM (5G);
+# for make stress: STRESS_TESTS (race_stress), RACE_ROUNDS, RACE_SECS,
+# RACE_THREADS, RACE_SEED, RACE_DELAY (see README.md).
 
 KVER ?= 6.1
 # Never uname -r: the host's running kernel is not the one we test on.
@@ -36,13 +40,13 @@ SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
 INSTALL_MOD_DIR ?= updates
 
-.PHONY: all module modules-all userspace progs check demo bench shell deps \
+.PHONY: all module modules-all userspace progs check stress demo bench shell deps \
 	install uninstall clean help
 
 all: module userspace progs
 
 help:
-	@sed -n '3,20p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,24p' Makefile | sed 's/^# \{0,1\}//'
 
 module:
 	@test -e "$(KDIR)/Makefile" || { \
@@ -91,6 +95,15 @@ check:
 	$(MAKE) all
 	$(MAKE) modules-all
 	KERNELS="$(KERNELS)" TESTS="$(TESTS)" tests/run_tests.sh
+
+# The long forms (STRESS=1) of the tests that have one; see README.md.
+STRESS_TESTS ?= race_stress
+stress:
+	tools/deps $(KERNELS)
+	$(MAKE) all
+	$(MAKE) modules-all
+	STRESS=1 GUEST_PARALLEL=0 TEST_TIMEOUT=$${TEST_TIMEOUT:-3600} \
+		KERNELS="$(KERNELS)" tests/run_tests.sh $(STRESS_TESTS)
 
 demo:
 	tools/deps $(KVER)
