@@ -52,7 +52,7 @@ RACE_ROUNDS=${RACE_ROUNDS:-10}
 RACE_SECS=${RACE_SECS:-1}
 RACE_SEED=${RACE_SEED:-$(date +%s)}
 RACE_STEP_WAIT=${RACE_STEP_WAIT:-20}
-RACE_DELAY=${RACE_DELAY:-10 300}	# percent of bios delayed, up to ms
+RACE_DELAY=${RACE_DELAY:-15 300}	# percent of bios delayed, up to ms
 RACE_THREADS=${RACE_THREADS:-8}
 
 tap_plan 14
@@ -217,15 +217,17 @@ run_variant() {
 	tap_check "$1: no step waited for the held bio, none failed" test $rc = 0
 }
 
+t0=$(date +%s)
 run_variant W
 run_variant R
+log "the held-bio variants took $(($(date +%s) - t0)) s"
 tap_check "dm-hold: nothing left held" test "$(held)" = 0
 dm_remove race
 tap_check "chainadm check after the held-bio variants" "$CHAINADM" check -q layer.img
 
 # ---- the random stress
 
-NCL=8			# clusters under stress
+NCL=${RACE_CLUSTERS:-4}	# clusters under stress
 stack $(((4 + 3 * NCL) * CL)) || die "cannot build the stress chain"
 # Bios complete out of order under the chain, as on a disk with a queue.
 # shellcheck disable=SC2086
