@@ -5,6 +5,8 @@
 #   make                 build kernel/dm-chain.ko (W=1) and userspace/chainadm
 #   make check           the test suite: deps, build, host tests, guest tests
 #   make demo            boot a guest and walk through a scenario
+#   make stress          the long forms of the stress tests (race_stress) on
+#                        every kernel in KERNELS, one guest at a time
 #   make bench           benchmarks in one guest: dm-chain against dm-linear,
 #                        dm-snapshot, dm-thin and qcow2 (build/bench/<date>-<krel>/)
 #   make shell           interactive shell in a guest
@@ -17,7 +19,9 @@
 # (sparse), KVM=1 (guest under KVM instead of TCG), DESTDIR, PREFIX;
 # for make bench: BENCH_SIZE (MiB, 256), BENCH_RUNTIME (s per fio run, 5),
 # BENCH_DEPTHS ("1 4 16 64"), BENCH_JOB_DEPTH (4), BENCH_JOB_SIZE (MiB, 1024),
-# BENCH_SECTIONS ("io jobs fg bw mem"), BENCH_OUT, GUEST_MEM (5G).
+# BENCH_SECTIONS ("io jobs fg bw mem"), BENCH_OUT, GUEST_MEM (5G);
+# for make stress: STRESS_TESTS (race_stress), RACE_ROUNDS, RACE_SECS,
+# RACE_THREADS, RACE_SEED, RACE_DELAY (see README.md).
 
 KVER ?= 6.1
 # Never uname -r: the host's running kernel is not the one we test on.
@@ -36,21 +40,22 @@ SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
 INSTALL_MOD_DIR ?= updates
 
-.PHONY: all module modules-all userspace progs check demo bench shell deps \
+.PHONY: all module modules-all userspace progs check stress demo bench shell deps \
 	install uninstall clean help
 
 all: module userspace progs
 
 help:
-	@sed -n '3,20p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,24p' Makefile | sed 's/^# \{0,1\}//'
 
 module:
 	@test -e "$(KDIR)/Makefile" || { \
 		echo "No kernel build tree for KVER=$(KVER) (KDIR=$(KDIR)); run tools/deps $(KVER)" >&2; \
 		exit 1; }
 	$(MAKE) -C $(KDIR) M=$(CURDIR) modules W=1
+	$(MAKE) -C $(KDIR) M=$(CURDIR)/tests/kmod modules W=1
 
-# The module for every kernel in KERNELS other than the in-tree build's,
+# The module (and the test-only tests/kmod/dm-hold.ko) for every kernel in KERNELS other than the in-tree build's,
 # each in build/<release>/ (a tree of links to the sources), where the
 # guest tests look for it.
 modules-all: module
@@ -67,6 +72,12 @@ modules-all: module
 		if [ -d include ]; then cp -as $(CURDIR)/include $$d/; fi; \
 		echo "  MODULE  $$d/kernel/dm-chain.ko"; \
 		$(MAKE) -C /lib/modules/$$rel/build M=$(CURDIR)/$$d modules W=1; \
+		mkdir -p $$d/tests/kmod; \
+		for f in tests/kmod/*.c tests/kmod/Kbuild; do \
+			case $$f in *.mod.c) continue ;; esac; \
+			ln -s $(CURDIR)/$$f $$d/$$f; done; \
+		echo "  MODULE  $$d/tests/kmod/dm-hold.ko"; \
+		$(MAKE) -C /lib/modules/$$rel/build M=$(CURDIR)/$$d/tests/kmod modules W=1; \
 	done
 
 userspace:
@@ -84,6 +95,15 @@ check:
 	$(MAKE) all
 	$(MAKE) modules-all
 	KERNELS="$(KERNELS)" TESTS="$(TESTS)" tests/run_tests.sh
+
+# The long forms (STRESS=1) of the tests that have one; see README.md.
+STRESS_TESTS ?= race_stress
+stress:
+	tools/deps $(KERNELS)
+	$(MAKE) all
+	$(MAKE) modules-all
+	STRESS=1 GUEST_PARALLEL=0 TEST_TIMEOUT=$${TEST_TIMEOUT:-3600} \
+		KERNELS="$(KERNELS)" tests/run_tests.sh $(STRESS_TESTS)
 
 demo:
 	tools/deps $(KVER)
@@ -118,7 +138,8 @@ uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/chainadm $(DESTDIR)$(MANDIR)/man8/chainadm.8
 
 clean:
-	if [ -e "$(KDIR)/Makefile" ]; then $(MAKE) -C $(KDIR) M=$(CURDIR) clean; fi
+	if [ -e "$(KDIR)/Makefile" ]; then $(MAKE) -C $(KDIR) M=$(CURDIR) clean; \
+		$(MAKE) -C $(KDIR) M=$(CURDIR)/tests/kmod clean; fi
 	if [ -f userspace/Makefile ]; then $(MAKE) -C userspace clean; fi
 	$(MAKE) -C tests clean
 	rm -rf build

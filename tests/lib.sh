@@ -8,6 +8,7 @@
 #                skip_all why (exits 4: a prerequisite is truly absent)
 #   cleanup      on_exit CMD...  (run in reverse order when the test exits)
 #   module       chain_load_module / chain_unload_module ($CHAIN_KO)
+#                hold_load_module (tests/kmod/dm-hold.ko, target "hold")
 #   devices      brd_setup N MiB (sets BRD_DEVS), loop_setup VAR FILE [opts]
 #                dev_sectors DEV
 #   kernel log   kmsg_mark NAME; kmsg_check NAME (fails on BUG/WARNING/...)
@@ -158,6 +159,27 @@ chain_load_module() {
 chain_unload_module() {
 	grep -q '^dm_chain ' /proc/modules || return 0
 	rmmod dm_chain
+}
+
+# hold_load_module : the test-only target "hold" (tests/kmod/dm-hold.c)
+# built for the running kernel ($HOLD_KO, else the in-tree build, else
+# build/<release>/tests/kmod/dm-hold.ko); unloaded on exit.
+hold_load_module() {
+	local rel cand
+	grep -q '^dm_hold ' /proc/modules && return 0
+	rel=$(uname -r)
+	for cand in ${HOLD_KO:-} "$CHAIN_ROOT/tests/kmod/dm-hold.ko" \
+		    "$CHAIN_ROOT/build/$rel/tests/kmod/dm-hold.ko"; do
+		[ -f "$cand" ] || continue
+		[ "$(modinfo -F vermagic "$cand" 2>/dev/null | cut -d' ' -f1)" = "$rel" ] ||
+			continue
+		modprobe dm-mod || return 1
+		insmod "$cand" || return 1
+		on_exit "rmmod dm_hold"
+		return 0
+	done
+	echo "# no dm-hold.ko built for $rel (make modules-all)" >&2
+	return 1
 }
 
 # ---------------------------------------------------------------- devices

@@ -146,7 +146,7 @@ reset_guest() {
 		echo "# warning: $1 left dm devices behind: $left"
 		dmsetup remove_all --force >/dev/null 2>&1
 	fi
-	for m in dm_chain brd dm_log_writes dm_flakey dm_delay dm_snapshot dm_thin_pool; do
+	for m in dm_chain dm_hold brd dm_log_writes dm_flakey dm_delay dm_snapshot dm_thin_pool; do
 		grep -q "^$m " /proc/modules || continue
 		[ $m = dm_chain ] && echo "# warning: $1 left dm_chain loaded"
 		rmmod $m 2>/dev/null || echo "# warning: cannot unload $m after $1"
