@@ -23,9 +23,26 @@
  * journal, so a test can write, crash, check and write again):
  *
  *	run R seed S size BYTES
- *	start ID SECTOR NR
+ *	start ID SECTOR NR [zero]
  *	ack ID
  *	flush K done after ID
+ *
+ * "zero" marks a DISCARD or WRITE_ZEROES of whole clusters: dm-chain reads
+ * both as zeros once they completed, so the checker treats them as writes
+ * of zeros.
+ *
+ * Concurrent writer (--threads N): N writer threads, each owning one
+ * contiguous, cluster-aligned slice of the device (so no two writes in
+ * flight ever overlap and the newest id covering a sector is the one the
+ * disk must show), issue writes, copy-ups (unaligned writes), and with
+ * --discard-pct/--zero-pct whole-cluster DISCARDs and WRITE_ZEROES, while
+ * a flusher thread calls fdatasync back to back (--flush-ms apart) and
+ * runs --mark-cmd after each.  The flusher journals "flush K done after
+ * P" with P the longest prefix of ids all acknowledged before its
+ * fdatasync began: a write acked later is not claimed durable by flush K
+ * even if its id is lower than one that was.  This races new-cluster
+ * allocations and discards against the target's commits, which is what
+ * crash-state exploration (lw-explore) needs to see.
  */
 #define _GNU_SOURCE
 #include "common.h"
@@ -40,6 +57,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 const char *progname = "chain-stamp";
@@ -71,6 +90,10 @@ struct config {
 	uint64_t cluster;
 	uint64_t flush_every;
 	uint64_t upto_flush;	/* 0: no flush rule */
+	uint64_t threads;	/* 0: the sequential writer */
+	uint64_t discard_pct;	/* threaded: % of ops that DISCARD clusters */
+	uint64_t zero_pct;	/* threaded: % of ops that WRITE_ZEROES */
+	uint64_t flush_ms;	/* threaded: pause between flushes */
 	bool initial_stamped;
 };
 
@@ -79,6 +102,7 @@ struct jwrite {
 	uint64_t nr;
 	uint64_t run;
 	bool acked;
+	bool zero;		/* DISCARD or WRITE_ZEROES: reads as zeros */
 };
 
 /* The journal, parsed: writes[id] for id 1..nr_ids, flushes 1..nr_flushes. */
@@ -165,13 +189,15 @@ static int journal_line(struct journal *j, const char *line)
 		return run == ++j->nr_runs ? 0 : -1;
 	if (sscanf(line, "start %" SCNu64 " %" SCNu64 " %" SCNu64,
 		   &id, &sect, &nr) == 3) {
+		bool zero = strstr(line, " zero") != NULL;
+
 		if (id != j->nr_ids + 1 || !j->nr_runs || !nr)
 			return -1;
 		w = reallocarray(j->writes, id + 1, sizeof(*w));
 		if (!w)
 			return -1;
 		j->writes = w;
-		w[id] = (struct jwrite){ sect, nr, j->nr_runs, false };
+		w[id] = (struct jwrite){ sect, nr, j->nr_runs, false, zero };
 		j->nr_ids = id;
 		return 0;
 	}
@@ -294,6 +320,8 @@ static int run_mark_cmd(const char *tmpl, uint64_t k)
 	return status ? -1 : 0;
 }
 
+static int cmd_write_threads(const struct config *c);
+
 struct writer {
 	const struct config *c;
 	struct dev dev;
@@ -365,6 +393,8 @@ static int cmd_write(const struct config *c)
 	struct journal j;
 	int ret = EXIT_USAGE;
 
+	if (c->threads)
+		return cmd_write_threads(c);
 	if (journal_load(&j, c->journal_path))
 		return EXIT_USAGE;
 	w.run = j.nr_runs + 1;
@@ -397,6 +427,249 @@ out_dev:
 	dev_close(&w.dev);
 out_journal:
 	close(w.jfd);
+	return ret;
+}
+
+/* ---- concurrent write (--threads) */
+
+struct shared {
+	const struct config *c;
+	struct dev dev;
+	int jfd;
+	uint64_t run;
+	pthread_mutex_t lock;	/* protects everything below, and the journal */
+	uint64_t next_id;
+	uint64_t first_id;	/* first id of this run */
+	uint64_t acked_prefix;	/* every id <= this is acked */
+	bool *acked;		/* by id - first_id */
+	uint64_t next_flush;
+	uint64_t writers_left;
+	bool failed;
+};
+
+struct wthread {
+	struct shared *sh;
+	pthread_t tid;
+	uint64_t first_sect, nr_sect;	/* the slice this thread owns */
+	uint64_t ops;
+	uint64_t seed;
+	unsigned char *buf;
+};
+
+static uint64_t jstart(struct shared *sh, uint64_t sect, uint64_t nr,
+		       bool zero)
+{
+	uint64_t id;
+
+	pthread_mutex_lock(&sh->lock);
+	id = sh->next_id++;
+	if (journal_append(sh->jfd, sh->c->journal_path, "start %" PRIu64 " %"
+			   PRIu64 " %" PRIu64 "%s\n", id, sect, nr,
+			   zero ? " zero" : ""))
+		sh->failed = true;
+	pthread_mutex_unlock(&sh->lock);
+	return id;
+}
+
+static void jack(struct shared *sh, uint64_t id)
+{
+	pthread_mutex_lock(&sh->lock);
+	sh->acked[id - sh->first_id] = true;
+	while (sh->acked_prefix + 1 < sh->next_id &&
+	       sh->acked[sh->acked_prefix + 1 - sh->first_id])
+		sh->acked_prefix++;
+	if (journal_append(sh->jfd, sh->c->journal_path, "ack %" PRIu64 "\n",
+			   id))
+		sh->failed = true;
+	pthread_mutex_unlock(&sh->lock);
+}
+
+/* Whole clusters (1 to 4) of the slice, DISCARDed or zeroed out. */
+static int thread_zero_op(struct wthread *t, struct rng *r, bool discard)
+{
+	struct shared *sh = t->sh;
+	uint64_t cs = sh->c->cluster >> SECTOR_SHIFT;
+	uint64_t ncl = t->nr_sect / cs, first, n, id;
+	int ret;
+
+	first = rng_below(r, ncl);
+	n = 1 + rng_below(r, 4);
+	if (first + n > ncl)
+		n = ncl - first;
+	id = jstart(sh, t->first_sect + first * cs, n * cs, true);
+	if (discard)
+		ret = dev_discard(&sh->dev, (t->first_sect + first * cs) <<
+				  SECTOR_SHIFT, (n * cs) << SECTOR_SHIFT);
+	else
+		ret = dev_zeroout(&sh->dev, (t->first_sect + first * cs) <<
+				  SECTOR_SHIFT, (n * cs) << SECTOR_SHIFT);
+	if (ret)
+		return -1;
+	jack(sh, id);
+	return 0;
+}
+
+static int thread_write_op(struct wthread *t, struct rng *r)
+{
+	struct shared *sh = t->sh;
+	const struct config *c = sh->c;
+	struct extent e;
+	uint64_t id;
+
+	pick_extent(r, t->nr_sect, c->max_len >> SECTOR_SHIFT,
+		    c->cluster >> SECTOR_SHIFT, &e);
+	e.sect += t->first_sect;
+	id = jstart(sh, e.sect, e.nr, false);
+	make_stamps(t->buf, e.sect, e.nr, id, sh->run);
+	if (xpwrite(sh->dev.fd, t->buf, e.nr << SECTOR_SHIFT,
+		    e.sect << SECTOR_SHIFT, sh->dev.path))
+		return -1;
+	jack(sh, id);
+	return 0;
+}
+
+static void *writer_thread(void *arg)
+{
+	struct wthread *t = arg;
+	struct shared *sh = t->sh;
+	uint64_t i, pick;
+	struct rng r;
+	int ret = 0;
+
+	rng_seed(&r, t->seed);
+	for (i = 0; i < t->ops && !ret && !sh->failed; i++) {
+		pick = rng_below(&r, 100);
+		if (pick < sh->c->discard_pct)
+			ret = thread_zero_op(t, &r, true);
+		else if (pick < sh->c->discard_pct + sh->c->zero_pct)
+			ret = thread_zero_op(t, &r, false);
+		else
+			ret = thread_write_op(t, &r);
+	}
+	pthread_mutex_lock(&sh->lock);
+	if (ret)
+		sh->failed = true;
+	sh->writers_left--;
+	pthread_mutex_unlock(&sh->lock);
+	return NULL;
+}
+
+/* One flush: fdatasync, then "flush K done after P", then the mark. */
+static int flush_once(struct shared *sh)
+{
+	uint64_t k, p;
+
+	pthread_mutex_lock(&sh->lock);
+	p = sh->acked_prefix;
+	k = sh->next_flush++;
+	pthread_mutex_unlock(&sh->lock);
+	if (fdatasync(sh->dev.fd)) {
+		reportf(sh->dev.path, "fdatasync failed", "flush %" PRIu64
+			": %s", k, strerror(errno));
+		return -1;
+	}
+	pthread_mutex_lock(&sh->lock);
+	if (journal_append(sh->jfd, sh->c->journal_path, "flush %" PRIu64
+			   " done after %" PRIu64 "\n", k, p))
+		sh->failed = true;
+	pthread_mutex_unlock(&sh->lock);
+	return sh->c->mark_cmd ? run_mark_cmd(sh->c->mark_cmd, k) : 0;
+}
+
+static int flusher_loop(struct shared *sh)
+{
+	struct timespec ts = {
+		.tv_sec = sh->c->flush_ms / 1000,
+		.tv_nsec = (sh->c->flush_ms % 1000) * 1000000,
+	};
+	bool more = true;
+
+	while (more) {
+		if (flush_once(sh))
+			return -1;
+		pthread_mutex_lock(&sh->lock);
+		more = sh->writers_left > 0 && !sh->failed;
+		pthread_mutex_unlock(&sh->lock);
+		if (more && sh->c->flush_ms)
+			nanosleep(&ts, NULL);
+	}
+	/* Every write is acked now: a last flush makes the run durable. */
+	return sh->failed ? -1 : flush_once(sh);
+}
+
+static int run_threads(struct shared *sh)
+{
+	const struct config *c = sh->c;
+	uint64_t n = c->threads, cs = c->cluster >> SECTOR_SHIFT;
+	uint64_t per = (c->size >> SECTOR_SHIFT) / cs / n * cs, i;
+	struct wthread *t = calloc(n, sizeof(*t));
+	int ret;
+
+	if (!t || !per) {
+		report("--threads", "too many threads for the device", 0);
+		free(t);
+		return -1;
+	}
+	sh->writers_left = n;
+	for (i = 0; i < n; i++) {
+		t[i] = (struct wthread){ .sh = sh, .first_sect = i * per,
+			.nr_sect = per, .ops = c->ops / n + (i < c->ops % n),
+			.seed = c->seed * 1000003 + i,
+			.buf = alloc_aligned(c->max_len) };
+		if (pthread_create(&t[i].tid, NULL, writer_thread, &t[i])) {
+			report("pthread_create", "cannot start a writer", 0);
+			exit(EXIT_USAGE);
+		}
+	}
+	ret = flusher_loop(sh);
+	for (i = 0; i < n; i++) {
+		pthread_join(t[i].tid, NULL);
+		free(t[i].buf);
+	}
+	free(t);
+	return ret || sh->failed ? -1 : 0;
+}
+
+static int cmd_write_threads(const struct config *c)
+{
+	struct shared sh = { .c = c };
+	struct journal j;
+	int ret = EXIT_USAGE;
+
+	if (journal_load(&j, c->journal_path))
+		return EXIT_USAGE;
+	sh.run = j.nr_runs + 1;
+	sh.next_id = sh.first_id = j.nr_ids + 1;
+	sh.acked_prefix = j.nr_ids;
+	sh.next_flush = j.nr_flushes + 1;
+	journal_free(&j);
+	pthread_mutex_init(&sh.lock, NULL);
+	sh.acked = calloc(c->ops + 1, sizeof(*sh.acked));
+	sh.jfd = open(c->journal_path, O_WRONLY | O_APPEND | O_CREAT |
+		      O_CLOEXEC, 0644);
+	if (sh.jfd < 0 || !sh.acked) {
+		report(c->journal_path, "open", errno);
+		free(sh.acked);
+		return EXIT_USAGE;
+	}
+	if (dev_open(&sh.dev, c->dev_path, O_RDWR))
+		goto out_journal;
+	if (dev_check_size(&sh.dev, c->size))
+		goto out_dev;
+	if (journal_append(sh.jfd, c->journal_path, "run %" PRIu64 " seed %"
+			   PRIu64 " size %" PRIu64 "\n", sh.run, c->seed,
+			   c->size) || run_threads(&sh))
+		goto out_dev;
+	printf("%s: run %" PRIu64 ": %" PRIu64 " ops in %" PRIu64
+	       " threads (ids %" PRIu64 "..%" PRIu64 "), last flush %" PRIu64
+	       "\n", progname, sh.run, c->ops, c->threads, sh.first_id,
+	       sh.next_id - 1, sh.next_flush - 1);
+	ret = EXIT_OK;
+out_dev:
+	dev_close(&sh.dev);
+out_journal:
+	close(sh.jfd);
+	free(sh.acked);
 	return ret;
 }
 
@@ -440,6 +713,7 @@ struct checker {
 	const struct config *c;
 	struct journal j;
 	uint64_t *required;	/* per sector: id that must be seen or newer */
+	uint64_t *zmax;		/* per sector: newest zero write covering it */
 	uint64_t bad;
 	uint64_t written;	/* sectors showing a journaled write */
 };
@@ -467,6 +741,28 @@ static int build_required(struct checker *ck)
 
 		for (s = w->sect; s < w->sect + w->nr && s < nr_sect; s++)
 			ck->required[s] = id;
+	}
+	return 0;
+}
+
+/* The newest DISCARD/WRITE_ZEROES covering each sector, acked or not. */
+static int build_zmax(struct checker *ck)
+{
+	uint64_t nr_sect = ck->c->size >> SECTOR_SHIFT;
+	uint64_t id, s;
+
+	ck->zmax = calloc(nr_sect, sizeof(*ck->zmax));
+	if (!ck->zmax) {
+		report("memory", "cannot allocate per-sector table", ENOMEM);
+		return -1;
+	}
+	for (id = 1; id <= ck->j.nr_ids; id++) {
+		const struct jwrite *w = &ck->j.writes[id];
+
+		if (!w->zero)
+			continue;
+		for (s = w->sect; s < w->sect + w->nr && s < nr_sect; s++)
+			ck->zmax[s] = id;
 	}
 	return 0;
 }
@@ -555,6 +851,9 @@ static const char *judge_sector(const struct checker *ck, uint64_t s,
 	struct stamp st;
 
 	if (is_zero(got, SECTOR_SIZE)) {
+		/* A zero write at least as new as the required one. */
+		if (ck->zmax[s] && ck->zmax[s] >= req)
+			return NULL;
 		if (req)
 			return say(why, len, "zeros, but id %" PRIu64 " was "
 				   "acked before flush %" PRIu64 " (lost write)",
@@ -627,7 +926,7 @@ static int cmd_check(const struct config *c)
 
 	if (journal_load(&ck.j, c->journal_path))
 		return EXIT_USAGE;
-	if (c->upto_flush && build_required(&ck))
+	if (build_zmax(&ck) || (c->upto_flush && build_required(&ck)))
 		goto out;
 	ret = check_device(&ck);
 	if (ret)
@@ -644,6 +943,7 @@ static int cmd_check(const struct config *c)
 	       ck.j.nr_flushes, c->upto_flush ? ", no flushed write lost" : "");
 out:
 	free(ck.required);
+	free(ck.zmax);
 	journal_free(&ck.j);
 	return ret;
 }
@@ -671,6 +971,11 @@ static void usage(FILE *out)
 "                      once at the end)\n"
 " --mark-cmd CMD       run CMD after each flush, %%d replaced by the flush\n"
 "                      number, e.g. 'dmsetup message lw 0 mark flush-%%d'\n"
+" --threads N          N concurrent writers on disjoint slices and a\n"
+"                      flusher thread (fdatasync back to back)\n"
+" --flush-ms MS        with --threads: pause between flushes (default 0)\n"
+" --discard-pct P      with --threads: P%% of ops DISCARD 1-4 clusters\n"
+" --zero-pct P         with --threads: P%% of ops WRITE_ZEROES 1-4 clusters\n"
 "\n"
 "Check options:\n"
 " --upto-flush K       every write acknowledged before flush K must be\n"
@@ -686,6 +991,7 @@ static void usage(FILE *out)
 enum {
 	OPT_DEV = 256, OPT_JOURNAL, OPT_SIZE, OPT_SEED, OPT_OPS, OPT_MAX_LEN,
 	OPT_CLUSTER, OPT_FLUSH_EVERY, OPT_MARK_CMD, OPT_UPTO, OPT_INITIAL,
+	OPT_THREADS, OPT_FLUSH_MS, OPT_DISCARD_PCT, OPT_ZERO_PCT,
 };
 
 static const struct option long_opts[] = {
@@ -700,6 +1006,10 @@ static const struct option long_opts[] = {
 	{ "mark-cmd",	 required_argument, NULL, OPT_MARK_CMD },
 	{ "upto-flush",	 required_argument, NULL, OPT_UPTO },
 	{ "initial",	 required_argument, NULL, OPT_INITIAL },
+	{ "threads",	 required_argument, NULL, OPT_THREADS },
+	{ "flush-ms",	 required_argument, NULL, OPT_FLUSH_MS },
+	{ "discard-pct", required_argument, NULL, OPT_DISCARD_PCT },
+	{ "zero-pct",	 required_argument, NULL, OPT_ZERO_PCT },
 	{ "help",	 no_argument,	    NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -742,6 +1052,14 @@ static int parse_one(struct config *c, int opt, const char *arg)
 		return opt_u64("--upto-flush", arg, &c->upto_flush);
 	case OPT_INITIAL:
 		return parse_initial(c, arg);
+	case OPT_THREADS:
+		return opt_u64("--threads", arg, &c->threads);
+	case OPT_FLUSH_MS:
+		return opt_u64("--flush-ms", arg, &c->flush_ms);
+	case OPT_DISCARD_PCT:
+		return opt_u64("--discard-pct", arg, &c->discard_pct);
+	case OPT_ZERO_PCT:
+		return opt_u64("--zero-pct", arg, &c->zero_pct);
 	case 'h':
 		usage(stdout);
 		exit(EXIT_OK);
@@ -763,6 +1081,10 @@ static int check_config(const char *cmd, struct config *c)
 	    c->max_len > c->size) {
 		report(cmd, "--size and --max-len must be multiples of 512, "
 		       "--max-len no larger than --size", 0);
+		return -1;
+	}
+	if (c->discard_pct + c->zero_pct > 100) {
+		report(cmd, "--discard-pct plus --zero-pct above 100", 0);
 		return -1;
 	}
 	if (!is_pow2(c->cluster) || c->cluster < SECTOR_SIZE) {
