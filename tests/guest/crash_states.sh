@@ -10,7 +10,8 @@
 # At every state: a read-only chain over the state's layers assembles,
 # `chainadm check` is clean on its chain layers, and chain-stamp finds
 # every virtual sector showing its last flushed content or a later write
-# to that same sector (tests/guest/crash_states.check).
+# to that same sector (lw-explore's built-in check: dm ioctls, a
+# "chain-stamp serve" coprocess, chainadm check per new metadata state).
 #
 # Two segments, each with its own logs:
 #
@@ -104,30 +105,29 @@ attach() {
 
 brief() { head -n "${2:-6}" "$1" | tr '\n' ' ' | sed 's/ *$//'; }
 
-# stamp_run DIR DEV LOG... -- ARGS: chain-stamp's concurrent writer on DEV,
+# stamp_threads DIR DEV OPS LOG...: chain-stamp's concurrent writer on DEV,
 # journal DIR/journal, mark flush-K on every LOG device after each flush.
 stamp_threads() {
-	local dir=$1 dev=$2 ops=$3 marks=() l
+	local dir=$1 dev=$2 ops=$3 runs
 	shift 3
-	for l in "$@"; do marks+=("dmsetup message $l 0 mark flush-%d"); done
+	runs=$(cat "$dir/journal" 2>/dev/null | grep -c '^run ')
 	"$STAMP" write --dev "$dev" --journal "$dir/journal" --size $VSIZE \
-		--ops "$ops" --seed $((SEED + $(cat "$dir/journal" 2>/dev/null | grep -c '^run '))) --cluster $CS \
+		--ops "$ops" --seed $((SEED + runs)) --cluster $CS \
 		--max-len 16K --threads 3 --discard-pct 12 --zero-pct 4 \
-		--mark-cmd "$(IFS=';'; echo "${marks[*]}")"
+		--mark-cmd "$EXPLORE --mark flush-%d $*"
 }
 
-mark() { dmsetup message "$1" 0 mark "$2"; }
+mark() { "$EXPLORE" --mark "$2" "$1"; }
 
-# explore DIR NAME TARGET SEED -- LW-EXPLORE ARGS: run lw-explore with the
-# state check; its summary into DIR/explore.out.  Returns its status.
+# explore DIR TARGET SEED PHASE0 -- LW-EXPLORE ARGS: lw-explore with its
+# built-in chain check (DIR/tables), summary into DIR/explore.out.
 explore() {
-	local dir=$1 target=$2 seed=$3
-	shift 3
-	CS_DIR=$dir CS_CHK=${P}-chk CS_J=$dir/journal CS_SIZE=$VSIZE \
-	CS_STAMP=$STAMP CS_CHAINADM=$CHAINADM \
-		"$EXPLORE" "$@" --seed "$seed" --states "$target" \
-		--exec "sh $CHAIN_ROOT/tests/guest/crash_states.check" \
-		>"$dir/explore.out" 2>&1
+	local dir=$1 target=$2 seed=$3 phase0=$4
+	shift 4
+	"$EXPLORE" "$@" --seed "$seed" --states "$target" \
+		--tables "$dir/tables" --phase0 "$phase0" --dm-name "$P-chk" \
+		--chainadm "$CHAINADM" --stamp-server "$STAMP serve --journal \
+$dir/journal --size $VSIZE --initial stamped" >"$dir/explore.out" 2>&1
 }
 
 # report_explore NAME DIR RC: the TAP line for one segment's exploration.
@@ -135,6 +135,8 @@ report_explore() {
 	local name=$1 dir=$2 rc=$3 sum
 	sed 's/^/# /' "$dir/explore.out" | grep -v '^# lw-explore: log ' | head -n 40
 	sum=$(grep -E '^lw-explore: [0-9]+ states' "$dir/explore.out")
+	grep -q '^# no table' "$dir/explore.out" &&
+		dmesg | grep 'device-mapper: table' | tail -n 3 | sed 's/^/# /'
 	if [ "$rc" = 0 ]; then
 		tap_ok "$name: every crash state assembles, checks clean, shows flushed data (${sum#lw-explore: })"
 	else
@@ -225,9 +227,8 @@ if shared_workload > "$W/shared/workload.out" 2>&1; then
 	tap_ok "shared: workload on one logged disk: $n writes/discards/zeroes, snapshot, pull, commit, copy, active commit ($((SECONDS - t0)) s)"
 	t0=$SECONDS
 	if shared_tables; then
-		CS_PHASE0=none explore "$W/shared" $((STATES * 3 / 4)) "$SEED" \
-			--log "$LL" --replay "$W/shared/replay.img" \
-			$(for v in ${!R_*}; do echo --invalidate "${!v}"; done)
+		explore "$W/shared" $((STATES * 3 / 4)) "$SEED" none \
+			--log "$LL" --replay "$W/shared/replay.img"
 		rc=$?
 	else
 		echo "cannot attach the replay slices" > "$W/shared/explore.out"
@@ -263,8 +264,7 @@ split_workload() {
 	# The active layer holds about half the disk, flushed.
 	"$STAMP" write --dev $dev --journal "$d/journal" --size $VSIZE \
 		--ops 150 --seed "$SEED" --cluster $CS --max-len 64K \
-		--flush-every 10 --mark-cmd \
-		"dmsetup message $lb 0 mark flush-%d; dmsetup message $lt 0 mark flush-%d" ||
+		--flush-every 10 --mark-cmd "$EXPLORE --mark flush-%d $lb $lt" ||
 		return 1
 	dmsetup message $P-sdev 0 commit 1 0 &&
 		wait_job_phase $P-sdev 300 ready || return 1
@@ -272,8 +272,7 @@ split_workload() {
 	# Ready: every write to both sides, a flush and a mark after each.
 	"$STAMP" write --dev $dev --journal "$d/journal" --size $VSIZE \
 		--ops 60 --seed $((SEED + 1)) --cluster $CS --max-len 16K \
-		--flush-every 1 --mark-cmd \
-		"dmsetup message $lb 0 mark flush-%d; dmsetup message $lt 0 mark flush-%d" ||
+		--flush-every 1 --mark-cmd "$EXPLORE --mark flush-%d $lb $lt" ||
 		return 1
 	dmsetup message $P-sdev 0 job cancel && dmsetup remove $P-sdev &&
 		dmsetup remove $lt && dmsetup remove $lb
@@ -286,8 +285,7 @@ if split_workload > "$W/split/workload.out" 2>&1; then
 	t0=$SECONDS
 	if attach RB "$W/split/rbase.img" -r && attach RT "$W/split/rtop.img" -r; then
 		echo "split|$RT|0 $VSECT chain 2 raw $RB $RT 1 bandwidth:1" > "$W/split/tables"
-		CS_PHASE0=split explore "$W/split" $((STATES - STATES * 3 / 4)) \
-			$((SEED + 1)) --invalidate "$RT" \
+		explore "$W/split" $((STATES - STATES * 3 / 4)) $((SEED + 1)) split \
 			--log "$SLT" --replay "$W/split/rtop.img" \
 			--log "$SLB" --replay "$W/split/rbase.img"
 		rc=$?

@@ -85,11 +85,14 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <linux/dm-ioctl.h>
 #include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -153,6 +156,21 @@ struct config {
 	uint64_t target;
 	uint64_t max_states;
 	uint64_t single_max;
+	/* The built-in chain check (--tables), see chain_check(). */
+	const char *tables_path;
+	const char *phase0;
+	const char *stamp_cmd;
+	const char *chainadm;
+	const char *dm_name;
+	uint64_t meta_bytes;
+};
+
+struct table {
+	char *phase;
+	char *layers;		/* space-separated chain layer devices */
+	uint64_t start, len;
+	char type[16];
+	char *params;
 };
 
 struct undo {
@@ -170,7 +188,26 @@ struct run {
 	uint64_t nr_undo, cap_undo;
 	unsigned char *buf;
 	uint64_t buf_len;
+	/* built-in check */
+	struct table *tables;
+	unsigned int nr_tables;
+	FILE *to_stamp, *from_stamp;
+	pid_t stamp_pid;
+	int ctl;			/* /dev/mapper/control */
+	char node[64];			/* our node of the check device */
+	uint64_t *meta_seen;		/* metadata states chainadm passed */
+	uint64_t nr_meta_seen;
+	uint64_t nr_chainadm, nr_skipped;
+	uint64_t us_create, us_stamp, us_remove, us_chainadm;	/* time spent */
 };
+
+static uint64_t now_us(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (uint64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
 
 /* ---- the logs */
 
@@ -480,6 +517,351 @@ static int advance(struct run *r, const struct point *p)
 	return 0;
 }
 
+/* ---- the built-in chain check (--tables) */
+
+/*
+ * The test's check as one process: under TCG every process start costs
+ * hundreds of milliseconds (binaries and libraries come over 9p), more
+ * than the check itself.  So the explorer assembles the chain with raw
+ * device-mapper ioctls, asks a chain-stamp coprocess ("chain-stamp
+ * serve") to check the data, and starts `chainadm check` only for a
+ * metadata state it has not seen pass before (chainadm reads only the
+ * header slots and the table, the first --meta-bytes of a layer, hashed).
+ *
+ * --tables FILE: one line per table a phase may assemble, tried in order:
+ * "PHASE|LAYERS|START LEN TYPE PARAMS", LAYERS the chain layers chainadm
+ * must find clean.  The phase is LWX_PHASE (else --phase0; "none": the
+ * chain did not exist yet, the state is not counted); inside a table
+ * change the tables of the old phase, then those of the new one (LWX_BEGIN)
+ * are tried: after a crash there, chainadm assembles one or the other.
+ */
+static int load_tables(struct run *r)
+{
+	FILE *f = fopen(r->c->tables_path, "r");
+	char *line = NULL, *a, *b;
+	size_t cap = 0;
+	ssize_t n;
+	struct table *t;
+	int used;
+
+	if (!f) {
+		report(r->c->tables_path, "open", errno);
+		return -1;
+	}
+	while ((n = getline(&line, &cap, f)) > 0) {
+		if (line[n - 1] == '\n')
+			line[n - 1] = '\0';
+		a = strchr(line, '|');
+		b = a ? strchr(a + 1, '|') : NULL;
+		if (!b)
+			continue;
+		*a = *b = '\0';
+		t = reallocarray(r->tables, r->nr_tables + 1, sizeof(*t));
+		if (!t)
+			goto bad;
+		r->tables = t;
+		t = &t[r->nr_tables];
+		if (sscanf(b + 1, "%" SCNu64 " %" SCNu64 " %15s %n", &t->start,
+			   &t->len, t->type, &used) < 3) {
+			reportf(r->c->tables_path, "bad table", "'%s'", b + 1);
+			goto bad;
+		}
+		t->phase = strdup(line);
+		t->layers = strdup(a + 1);
+		t->params = strdup(b + 1 + used);
+		if (!t->phase || !t->layers || !t->params)
+			goto bad;
+		r->nr_tables++;
+	}
+	free(line);
+	fclose(f);
+	return 0;
+bad:
+	free(line);
+	fclose(f);
+	return -1;
+}
+
+static int start_stamp(struct run *r)
+{
+	int in[2], out[2];
+
+	if (pipe(in) || pipe(out)) {
+		report("pipe", "cannot start the stamp checker", errno);
+		return -1;
+	}
+	r->stamp_pid = fork();
+	if (r->stamp_pid < 0) {
+		report("fork", "cannot start the stamp checker", errno);
+		return -1;
+	}
+	if (!r->stamp_pid) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		close(in[0]);
+		close(in[1]);
+		close(out[0]);
+		close(out[1]);
+		execl("/bin/sh", "sh", "-c", r->c->stamp_cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	r->to_stamp = fdopen(in[1], "w");
+	r->from_stamp = fdopen(out[0], "r");
+	return r->to_stamp && r->from_stamp ? 0 : -1;
+}
+
+static void dm_init(struct dm_ioctl *io, size_t size, const char *name,
+		    uint32_t flags)
+{
+	memset(io, 0, size);
+	io->version[0] = DM_VERSION_MAJOR;
+	io->data_size = size;
+	io->data_start = sizeof(*io);
+	snprintf(io->name, sizeof(io->name), "%s", name);
+	io->flags = flags;
+}
+
+static void dm_remove(struct run *r)
+{
+	struct dm_ioctl io;
+	int i;
+
+	unlink(r->node);
+	/* Whoever else opened the node (none should) may hold it briefly. */
+	for (i = 0; i < 50; i++) {
+		dm_init(&io, sizeof(io), r->c->dm_name, 0);
+		if (!ioctl(r->ctl, DM_DEV_REMOVE, &io) || errno == ENXIO)
+			return;
+		if (errno != EBUSY)
+			break;
+		usleep(100000);
+	}
+	report(r->c->dm_name, "DM_DEV_REMOVE", errno);
+}
+
+/* Create the check device with table @t, read-only; 0 or -errno. */
+static int dm_create(struct run *r, const struct table *t)
+{
+	size_t size = sizeof(struct dm_ioctl) + sizeof(struct dm_target_spec) +
+		      strlen(t->params) + 1;
+	struct dm_ioctl *io = calloc(1, size + 8);
+	struct dm_target_spec *sp;
+	dev_t dev;
+	int err = 0;
+
+	if (!io)
+		return -ENOMEM;
+	dm_init(io, sizeof(*io), r->c->dm_name, 0);
+	if (ioctl(r->ctl, DM_DEV_CREATE, io)) {
+		err = -errno;
+		report(r->c->dm_name, "DM_DEV_CREATE", errno);
+		goto out;
+	}
+	dev = (dev_t)io->dev;
+	dm_init(io, size, r->c->dm_name, DM_READONLY_FLAG);
+	io->target_count = 1;
+	sp = (struct dm_target_spec *)(io + 1);
+	sp->sector_start = t->start;
+	sp->length = t->len;
+	snprintf(sp->target_type, sizeof(sp->target_type), "%s", t->type);
+	strcpy((char *)(sp + 1), t->params);
+	if (ioctl(r->ctl, DM_TABLE_LOAD, io)) {
+		err = -errno;
+		goto out_remove;
+	}
+	dm_init(io, sizeof(*io), r->c->dm_name, 0);
+	if (ioctl(r->ctl, DM_DEV_SUSPEND, io)) {	/* no SUSPEND flag: resume */
+		err = -errno;
+		goto out_remove;
+	}
+	unlink(r->node);
+	if (mknod(r->node, S_IFBLK | 0600, makedev(major(dev), minor(dev)))) {
+		err = -errno;
+		report(r->node, "mknod", errno);
+		goto out_remove;
+	}
+	goto out;
+out_remove:
+	dm_remove(r);
+out:
+	free(io);
+	return err;
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t len)
+{
+	const unsigned char *b = p;
+
+	while (len--)
+		h = (h ^ *b++) * 0x100000001b3ULL;
+	return h;
+}
+
+/* Hash of the first --meta-bytes of every layer of @t; 0 on error. */
+static uint64_t meta_hash(struct run *r, const struct table *t)
+{
+	char *list = strdup(t->layers), *save, *l;
+	uint64_t h = 0xcbf29ce484222325ULL;
+	struct dev d;
+
+	if (!list || grow_buf(r, r->c->meta_bytes))
+		return 0;
+	for (l = strtok_r(list, " ", &save); l; l = strtok_r(NULL, " ", &save)) {
+		if (dev_open(&d, l, O_RDONLY)) {
+			h = 0;
+			break;
+		}
+		if (xpread(d.fd, r->buf, r->c->meta_bytes, 0, l)) {
+			dev_close(&d);
+			h = 0;
+			break;
+		}
+		dev_close(&d);
+		h = fnv(fnv(h, l, strlen(l)), r->buf, r->c->meta_bytes);
+	}
+	free(list);
+	return h;
+}
+
+/* chainadm check -q on each layer of @t; 0 clean, 1 not. */
+static int run_chainadm(struct run *r, const struct table *t)
+{
+	char *list = strdup(t->layers), *save, *l;
+	int ret = 0, status, fd;
+	pid_t pid;
+
+	for (l = list ? strtok_r(list, " ", &save) : NULL; l && !ret;
+	     l = strtok_r(NULL, " ", &save)) {
+		/* chainadm reads through the buffer cache. */
+		fd = open(l, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			ioctl(fd, BLKFLSBUF, 0);
+			close(fd);
+		}
+		r->nr_chainadm++;
+		fflush(stdout);
+		pid = fork();
+		if (!pid) {
+			execl(r->c->chainadm, "chainadm", "check", "-q", l,
+			      (char *)NULL);
+			_exit(127);
+		}
+		if (pid < 0 || waitpid(pid, &status, 0) < 0 ||
+		    !WIFEXITED(status) || WEXITSTATUS(status)) {
+			printf("# chainadm check %s failed (status %d)\n", l,
+			       pid < 0 ? -1 : status);
+			ret = 1;
+		}
+	}
+	free(list);
+	return ret;
+}
+
+static bool tried_phase(const char *want, const char *phase)
+{
+	return want && *want && !strcmp(want, phase);
+}
+
+/* 0 pass, 1 fail, -1 error. */
+static int chain_check(struct run *r, const struct point *p)
+{
+	const char *phase = p->phase && *p->phase ? p->phase : r->c->phase0;
+	const char *wants[2] = { phase, p->begin };
+	const struct table *t = NULL;
+	char answer[64];
+	uint64_t h, i, t0 = now_us();
+	unsigned int w, ti;
+	int err = 0, v;
+
+	for (w = 0; w < 2 && !t; w++)
+		for (ti = 0; ti < r->nr_tables && !t; ti++) {
+			if (!tried_phase(wants[w], r->tables[ti].phase))
+				continue;
+			err = dm_create(r, &r->tables[ti]);
+			if (!err)
+				t = &r->tables[ti];
+		}
+	if (!t) {
+		printf("# no table of phase '%s'%s%s%s assembles (last error %s; "
+		       "see the kernel log)\n", phase, p->begin && *p->begin ?
+		       " or '" : "", p->begin ? p->begin : "",
+		       p->begin && *p->begin ? "'" : "", strerror(-err));
+		return 1;
+	}
+	r->us_create += now_us() - t0;
+	t0 = now_us();
+	fprintf(r->to_stamp, "%s %" PRIu64 "\n", r->node, p->k);
+	fflush(r->to_stamp);
+	if (!fgets(answer, sizeof(answer), r->from_stamp)) {
+		report("chain-stamp serve", "no answer", 0);
+		dm_remove(r);
+		return -1;
+	}
+	r->us_stamp += now_us() - t0;
+	t0 = now_us();
+	dm_remove(r);
+	r->us_remove += now_us() - t0;
+	if (strncmp(answer, "ok", 2)) {
+		printf("# table '%s', flush K=%" PRIu64 ": chain-stamp check: %s",
+		       t->phase, p->k, answer);
+		return 1;
+	}
+	h = meta_hash(r, t);
+	for (i = 0; h && i < r->nr_meta_seen; i++)
+		if (r->meta_seen[i] == h)
+			return 0;
+	t0 = now_us();
+	v = run_chainadm(r, t);
+	r->us_chainadm += now_us() - t0;
+	if (v)
+		return 1;
+	if (h) {
+		uint64_t *m = reallocarray(r->meta_seen, r->nr_meta_seen + 1,
+					   sizeof(*m));
+		if (m) {
+			r->meta_seen = m;
+			m[r->nr_meta_seen++] = h;
+		}
+	}
+	return 0;
+}
+
+static int builtin_start(struct run *r)
+{
+	if (!r->c->tables_path)
+		return 0;
+	snprintf(r->node, sizeof(r->node), "/tmp/lw-explore.%d.node", getpid());
+	r->ctl = open("/dev/mapper/control", O_RDWR | O_CLOEXEC);
+	if (r->ctl < 0) {
+		report("/dev/mapper/control", "open", errno);
+		return -1;
+	}
+	return load_tables(r) || start_stamp(r) ? -1 : 0;
+}
+
+static void builtin_stop(struct run *r)
+{
+	if (!r->c->tables_path)
+		return;
+	if (r->to_stamp)
+		fclose(r->to_stamp);
+	if (r->from_stamp)
+		fclose(r->from_stamp);
+	if (r->stamp_pid > 0)
+		waitpid(r->stamp_pid, NULL, 0);
+	if (r->ctl >= 0)
+		close(r->ctl);
+	while (r->nr_tables--) {
+		free(r->tables[r->nr_tables].phase);
+		free(r->tables[r->nr_tables].layers);
+		free(r->tables[r->nr_tables].params);
+	}
+	free(r->tables);
+	free(r->meta_seen);
+}
+
 /* ---- one state */
 
 static void describe(const struct run *r, const struct point *p, char *out,
@@ -581,13 +963,19 @@ static int one_state(struct run *r, struct point *p)
 
 	if (r->c->max_states && r->states >= r->c->max_states)
 		return 1;
+	if (r->c->tables_path && !strcmp(p->phase && *p->phase ? p->phase :
+					   r->c->phase0, "none")) {
+		r->nr_skipped++;
+		return 0;
+	}
 	r->states++;
 	for (i = 0; i < p->nw; i++)
 		if ((!p->w[i].candidate || p->w[i].keep) &&
 		    apply(r, p->w[i].log, p->w[i].idx, true))
 			return -1;
 	describe(r, p, desc, sizeof(desc));
-	v = r->c->exec ? run_check(r, p, desc) : 0;
+	v = r->c->tables_path ? chain_check(r, p) :
+	    r->c->exec ? run_check(r, p, desc) : 0;
 	if (r->c->list || v)
 		printf("state %" PRIu64 ": %s: %s\n", r->states, desc,
 		       v ? "FAIL" : "listed");
@@ -789,7 +1177,7 @@ static int do_point(struct run *r, struct point *p, void *arg)
 
 static int explore(struct config *c)
 {
-	struct run r = { .c = c };
+	struct run r = { .c = c, .ctl = -1 };
 	struct count ct = { 0 };
 	struct timeval t0, t1;
 	unsigned int li;
@@ -812,14 +1200,27 @@ static int explore(struct config *c)
 		       progname, li, c->logs[li].path, c->logs[li].n,
 		       c->logs[li].ss);
 	fflush(stdout);
+	if (builtin_start(&r)) {
+		builtin_stop(&r);
+		return EXIT_USAGE;
+	}
 	gettimeofday(&t0, NULL);
 	v = walk(&r, do_point, NULL);
 	gettimeofday(&t1, NULL);
+	builtin_stop(&r);
 	printf("%s: %" PRIu64 " states at %" PRIu64 " points checked in %ld s,"
 	       " %" PRIu64 " failed", progname, r.states, r.points,
 	       (long)(t1.tv_sec - t0.tv_sec), r.failed);
 	if (r.first_fail)
 		printf("; the first failure was state %" PRIu64, r.first_fail);
+	if (c->tables_path)
+		printf("; chainadm check run %" PRIu64 " times (new metadata"
+		       " states only), %" PRIu64 " states before the chain "
+		       "existed skipped; seconds in create %" PRIu64
+		       ", stamp check %" PRIu64 ", remove %" PRIu64
+		       ", chainadm %" PRIu64, r.nr_chainadm, r.nr_skipped,
+		       r.us_create / 1000000, r.us_stamp / 1000000,
+		       r.us_remove / 1000000, r.us_chainadm / 1000000);
 	printf(" (seed %" PRIu64 ")\n", c->seed);
 	free(r.undo);
 	free(r.buf);
@@ -835,6 +1236,7 @@ static void usage(FILE *out)
 	fprintf(out,
 "Usage:\n"
 " %s --log LOG --replay FILE [--log LOG --replay FILE]... [options]\n"
+" %s --mark NAME DEV...\n"
 "\n"
 "Explore the crash states of dm-log-writes logs: per flush epoch (one log)\n"
 "or per common mark (several logs), everything durable plus subsets of\n"
@@ -857,18 +1259,30 @@ static void usage(FILE *out)
 " --single-max N      drop each candidate alone when there are at most N\n"
 "                     (default 16)\n"
 " --invalidate DEV    drop DEV's buffer cache before each check (repeatable)\n"
+"\n"
+"Built-in chain check (instead of --exec; see the source):\n"
+" --tables FILE       'PHASE|LAYERS|START LEN TYPE PARAMS' per line\n"
+" --phase0 NAME       the phase before any phase-NAME mark (none: skip)\n"
+" --stamp-server CMD  a 'chain-stamp serve' command line\n"
+" --chainadm PATH     chainadm, for 'check -q' on every layer\n"
+" --dm-name NAME      name of the check device (default lw-explore-chk)\n"
+" --meta-bytes N      bytes at the start of a layer chainadm reads\n"
+"                     (default 64K)\n"
 " --keep-going        do not stop at the first failing state\n"
 " --list             print every state\n"
 " -h, --help          display this help\n"
 "\n"
+"--mark sends 'mark NAME' to the dm-log-writes devices DEV (dm names).\n"
+"\n"
 "Exit status: 0 every state passed, 1 a state failed, 2 usage or I/O error.\n",
-		progname);
+		progname, progname);
 }
 
 enum {
 	OPT_LOG = 256, OPT_REPLAY, OPT_EXEC, OPT_POINTS, OPT_SEED, OPT_RANDOM,
 	OPT_STATES, OPT_MAX_STATES, OPT_SINGLE_MAX, OPT_INVAL, OPT_KEEP_GOING,
-	OPT_LIST,
+	OPT_LIST, OPT_TABLES, OPT_PHASE0, OPT_STAMP, OPT_CHAINADM, OPT_DM_NAME,
+	OPT_META_BYTES,
 };
 
 static const struct option long_opts[] = {
@@ -884,6 +1298,12 @@ static const struct option long_opts[] = {
 	{ "invalidate",	required_argument, NULL, OPT_INVAL },
 	{ "keep-going",	no_argument,	   NULL, OPT_KEEP_GOING },
 	{ "list",	no_argument,	   NULL, OPT_LIST },
+	{ "tables",	required_argument, NULL, OPT_TABLES },
+	{ "phase0",	required_argument, NULL, OPT_PHASE0 },
+	{ "stamp-server", required_argument, NULL, OPT_STAMP },
+	{ "chainadm",	required_argument, NULL, OPT_CHAINADM },
+	{ "dm-name",	required_argument, NULL, OPT_DM_NAME },
+	{ "meta-bytes",	required_argument, NULL, OPT_META_BYTES },
 	{ "help",	no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -941,6 +1361,23 @@ static int parse_one(struct config *c, int opt, const char *arg,
 	case OPT_LIST:
 		c->list = true;
 		return 0;
+	case OPT_TABLES:
+		c->tables_path = arg;
+		return 0;
+	case OPT_PHASE0:
+		c->phase0 = arg;
+		return 0;
+	case OPT_STAMP:
+		c->stamp_cmd = arg;
+		return 0;
+	case OPT_CHAINADM:
+		c->chainadm = arg;
+		return 0;
+	case OPT_DM_NAME:
+		c->dm_name = arg;
+		return 0;
+	case OPT_META_BYTES:
+		return opt_size("--meta-bytes", arg, &c->meta_bytes);
 	case 'h':
 		usage(stdout);
 		exit(EXIT_OK);
@@ -955,7 +1392,9 @@ static int parse_args(struct config *c, int argc, char **argv)
 	int opt, points = -1;
 	struct timeval tv;
 
-	*c = (struct config){ .single_max = 16 };
+	*c = (struct config){ .single_max = 16, .phase0 = "",
+			      .dm_name = "lw-explore-chk",
+			      .meta_bytes = 64 << 10 };
 	while ((opt = getopt_long(argc, argv, "h", long_opts, NULL)) != -1)
 		if (parse_one(c, opt, optarg, &nr_replay, &points))
 			return -1;
@@ -968,6 +1407,10 @@ static int parse_args(struct config *c, int argc, char **argv)
 		return -1;
 	}
 	c->marks_mode = points < 0 ? c->nr_logs > 1 : points;
+	if (c->tables_path && (!c->stamp_cmd || !c->chainadm)) {
+		report("--tables", "needs --stamp-server and --chainadm", 0);
+		return -1;
+	}
 	if (!c->marks_mode && c->nr_logs > 1) {
 		report("--points", "epochs take exactly one log", 0);
 		return -1;
@@ -979,11 +1422,48 @@ static int parse_args(struct config *c, int argc, char **argv)
 	return 0;
 }
 
+/*
+ * lw-explore --mark NAME DEV...: send "mark NAME" to dm-log-writes devices
+ * DEV (dm names), one right after the other: a common crash point for
+ * mark mode, at a fraction of the cost of one dmsetup per device.
+ */
+static int send_marks(int argc, char **argv)
+{
+	char buf[sizeof(struct dm_ioctl) + sizeof(struct dm_target_msg) + 256];
+	struct dm_ioctl *io = (struct dm_ioctl *)buf;
+	struct dm_target_msg *msg = (struct dm_target_msg *)(io + 1);
+	int ctl, i, ret = EXIT_OK;
+
+	if (argc < 4) {
+		report("--mark", "usage: --mark NAME DEV...", 0);
+		return EXIT_USAGE;
+	}
+	ctl = open("/dev/mapper/control", O_RDWR | O_CLOEXEC);
+	if (ctl < 0) {
+		report("/dev/mapper/control", "open", errno);
+		return EXIT_USAGE;
+	}
+	for (i = 3; i < argc; i++) {
+		dm_init(io, sizeof(buf), argv[i], 0);
+		msg->sector = 0;
+		snprintf(msg->message, sizeof(buf) - sizeof(*io) - sizeof(*msg),
+			 "mark %s", argv[2]);
+		if (ioctl(ctl, DM_TARGET_MSG, io)) {
+			report(argv[i], "mark", errno);
+			ret = EXIT_USAGE;
+		}
+	}
+	close(ctl);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	struct config c;
 	unsigned int i;
 
+	if (argc > 1 && !strcmp(argv[1], "--mark"))
+		return send_marks(argc, argv);
 	if (parse_args(&c, argc, argv)) {
 		fprintf(stderr, "Try '%s --help' for more information.\n",
 			progname);
