@@ -5,6 +5,8 @@
 #   make                 build kernel/dm-chain.ko (W=1) and userspace/chainadm
 #   make check           the test suite: deps, build, host tests, guest tests
 #   make demo            boot a guest and walk through a scenario
+#   make stress          the long crash-state exploration (crash_states,
+#                        CRASH_STATES=50000 per kernel) on KERNELS
 #   make bench           benchmarks in one guest: dm-chain against dm-linear,
 #                        dm-snapshot, dm-thin and qcow2 (build/bench/<date>-<krel>/)
 #   make shell           interactive shell in a guest
@@ -17,7 +19,8 @@
 # (sparse), KVM=1 (guest under KVM instead of TCG), DESTDIR, PREFIX;
 # for make bench: BENCH_SIZE (MiB, 256), BENCH_RUNTIME (s per fio run, 5),
 # BENCH_DEPTHS ("1 4 16 64"), BENCH_JOB_DEPTH (4), BENCH_JOB_SIZE (MiB, 1024),
-# BENCH_SECTIONS ("io jobs fg bw mem"), BENCH_OUT, GUEST_MEM (5G).
+# BENCH_SECTIONS ("io jobs fg bw mem"), BENCH_OUT, GUEST_MEM (5G);
+# for make stress: CRASH_STATES (50000), CRASH_SEED (random, printed).
 
 KVER ?= 6.1
 # Never uname -r: the host's running kernel is not the one we test on.
@@ -36,7 +39,7 @@ SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
 INSTALL_MOD_DIR ?= updates
 
-.PHONY: all module modules-all userspace progs check demo bench shell deps \
+.PHONY: all module modules-all userspace progs check stress demo bench shell deps \
 	install uninstall clean help
 
 all: module userspace progs
@@ -84,6 +87,18 @@ check:
 	$(MAKE) all
 	$(MAKE) modules-all
 	KERNELS="$(KERNELS)" TESTS="$(TESTS)" tests/run_tests.sh
+
+# The long form of tests/guest/crash_states.sh: CRASH_STATES states per
+# kernel (README.md, Tests: duration and coverage).  Each kernel's guest
+# gets a time limit to match.  CRASH_SEED=N replays a run.
+CRASH_STATES ?= 50000
+stress:
+	tools/deps $(KERNELS)
+	$(MAKE) all
+	$(MAKE) modules-all
+	CRASH_STATES=$(CRASH_STATES) CRASH_SEED="$(CRASH_SEED)" \
+		TEST_TIMEOUT=$$(( $(CRASH_STATES) + 1800 )) GUEST_PARALLEL=0 \
+		KERNELS="$(KERNELS)" tests/run_tests.sh crash_states
 
 demo:
 	tools/deps $(KVER)

@@ -18,8 +18,8 @@
 #  shared  One dm-log-writes device over one disk, cut into dm-linear
 #          slices for every layer (base, l1, l2, l3, dest), so one log
 #          holds every layer's writes in their true order and the epoch
-#          model is exact.  4 KiB clusters, 8 MiB virtual disk, a raw
-#          stamped base.  Workload, each step with chain-stamp's
+#          model is exact.  4 KiB clusters, a 4 MiB virtual disk
+#          (CRASH_MIB), a raw stamped base.  Workload, each step with chain-stamp's
 #          concurrent writer running (3 writer threads on disjoint
 #          slices: new clusters, copy-ups, whole-cluster DISCARDs and
 #          WRITE_ZEROES that free host clusters for reuse; a flusher
@@ -43,10 +43,11 @@
 #          the guest writes (mostly into clusters the active layer already
 #          holds) with an fdatasync and a mark after each write.
 #
-# Size: CRASH_STATES (default 1200) states in all, three quarters for
+# Size: CRASH_STATES (default 1200) states at least in all, three quarters for
 # shared, a quarter for split; lw-explore picks K per point to reach them.
 # `make stress` sets CRASH_STATES=50000.  CRASH_SEED=N replays a run (the
-# seed is printed; split uses N+1).  CRASH_KEEP=DIR keeps logs, journals
+# seed is printed; split uses N+1).  CRASH_KEEP_GOING=1 checks every state
+# even after a failure (to count them, or to time a full run).  CRASH_KEEP=DIR keeps logs, journals
 # and outputs (not the images) for debugging.  A segment stops at its
 # first failing state, which is printed with its epoch and the entries
 # that were dropped.
@@ -64,11 +65,12 @@ EXPLORE=$PROGS/lw-explore
 CHAINADM=$CHAIN_ROOT/userspace/chainadm
 
 STATES=${CRASH_STATES:-1200}
+KEEP_GOING=${CRASH_KEEP_GOING:+1}
 SEED=${CRASH_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 CS=4096
-VSIZE=$((8 << 20))
+VSIZE=$((${CRASH_MIB:-4} << 20))
 VSECT=$((VSIZE / 512))
-LSIZE=$((10 << 20))		# a chain layer's slice: header, table, data
+LSIZE=$((VSIZE + (1 << 20)))	# a chain layer's slice: header, table, data
 P=cst$$
 
 modprobe dm-log-writes 2>/dev/null
@@ -124,10 +126,17 @@ mark() { "$EXPLORE" --mark "$2" "$1"; }
 explore() {
 	local dir=$1 target=$2 seed=$3 phase0=$4
 	shift 4
-	"$EXPLORE" "$@" --seed "$seed" --states "$target" \
+	"$EXPLORE" "$@" --seed "$seed" --states "$target" ${KEEP_GOING:+--keep-going} \
 		--tables "$dir/tables" --phase0 "$phase0" --dm-name "$P-chk" \
 		--chainadm "$CHAINADM" --stamp-server "$STAMP serve --journal \
 $dir/journal --size $VSIZE --initial stamped" >"$dir/explore.out" 2>&1
+}
+
+# meta_bytes LAYER: what chainadm check reads of a layer: its headers and
+# table, everything before the data area.
+meta_bytes() {
+	python3 "$CHAIN_ROOT/tests/layer-patch.py" "$1" --get data_offset 2>/dev/null ||
+		echo 65536
 }
 
 # report_explore NAME DIR RC: the TAP line for one segment's exploration.
@@ -224,10 +233,11 @@ mkdir -p "$W/shared" "$W/split"
 t0=$SECONDS
 if shared_workload > "$W/shared/workload.out" 2>&1; then
 	n=$(grep -c '^ack ' "$W/shared/journal")
-	tap_ok "shared: workload on one logged disk: $n writes/discards/zeroes, snapshot, pull, commit, copy, active commit ($((SECONDS - t0)) s)"
+	tap_ok "shared: workload on one logged disk: $n writes/discards/zeroes, snapshot, pull, commit, copy, active commit, $((VSIZE >> 20)) MiB disk, $((CS / 1024)) KiB clusters ($((SECONDS - t0)) s)"
 	t0=$SECONDS
 	if shared_tables; then
 		explore "$W/shared" $((STATES * 3 / 4)) "$SEED" none \
+			--meta-bytes "$(meta_bytes "$R_l1")" \
 			--log "$LL" --replay "$W/shared/replay.img"
 		rc=$?
 	else
@@ -286,6 +296,7 @@ if split_workload > "$W/split/workload.out" 2>&1; then
 	if attach RB "$W/split/rbase.img" -r && attach RT "$W/split/rtop.img" -r; then
 		echo "split|$RT|0 $VSECT chain 2 raw $RB $RT 1 bandwidth:1" > "$W/split/tables"
 		explore "$W/split" $((STATES - STATES * 3 / 4)) $((SEED + 1)) split \
+			--meta-bytes "$(meta_bytes "$RT")" \
 			--log "$SLT" --replay "$W/split/rtop.img" \
 			--log "$SLB" --replay "$W/split/rbase.img"
 		rc=$?
