@@ -994,8 +994,9 @@ out:
  * checks thousands of states and cannot afford a process start for each
  * (several hundred ms under TCG).  The journal is loaded once; every
  * request line "DEV K" checks DEV with --upto-flush K (0: no flush rule)
- * and is answered with one line: "ok", "fail N" (N bad sectors, reported
- * on stderr as check does) or "error" (usage or I/O error).
+ * and is answered with one line: "ok", "fail N" (N bad sectors) or
+ * "error" (usage or I/O error), after the lines that report bad sectors
+ * as check does (stderr goes to stdout, so they come in order).
  */
 static int cmd_serve(const struct config *c)
 {
@@ -1008,6 +1009,8 @@ static int cmd_serve(const struct config *c)
 
 	if (journal_load(&ck.j, c->journal_path) || build_zmax(&ck))
 		goto out;
+	fflush(stderr);
+	dup2(1, 2);
 	while (getline(&line, &cap, stdin) > 0) {
 		if (sscanf(line, "%4095s %" SCNu64, dev, &k) != 2) {
 			printf("error\n");
