@@ -285,6 +285,19 @@ static int log_load(struct lwlog *l)
 			goto out;
 	if (dev_open(&l->rep, l->replay_path, O_RDWR))
 		goto out;
+	/*
+	 * Buffered: the check reads the state through loop devices of the
+	 * same files, i.e. through their page cache.
+	 */
+	if (l->rep.direct) {
+		int fl = fcntl(l->rep.fd, F_GETFL);
+
+		if (fl < 0 || fcntl(l->rep.fd, F_SETFL, fl & ~O_DIRECT)) {
+			report(l->replay_path, "cannot drop O_DIRECT", errno);
+			goto out;
+		}
+		l->rep.direct = false;
+	}
 	ret = 0;
 out:
 	free(blk);
