@@ -783,28 +783,29 @@ static int run_chainadm(struct run *r, const struct table *t)
  * commit invalidated before the table change)?  That is the designed
  * answer inside a table change: chainadm recover rolls it back or forward.
  */
-static bool refused_for_recover(void)
+static bool refused_for_recover(unsigned int attempts)
 {
-	static char log[1 << 16];
+	static char log[1 << 17];
 	int n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, log, sizeof(log) - 1);
-	char *last;
+	const char *key = "device-mapper: table:";
+	char *p, *eol;
 
 	if (n <= 0)
 		return false;
 	log[n] = '\0';
-	last = memmem(log, n, "device-mapper: table:", 21);
-	while (last) {
-		char *next = memmem(last + 1, log + n - last - 1,
-				    "device-mapper: table:", 21);
-		if (!next)
+	/* The last @attempts refusals are this state's, one per table. */
+	for (p = log + n; attempts && p > log; attempts--) {
+		while (p > log && (p - log < 21 || memcmp(p - 21, key, 21)))
+			p--;
+		if (p == log)
 			break;
-		last = next;
+		eol = strchrnul(p, '\n');
+		if (memmem(p, eol - p, "chainadm recover", 16) ||
+		    memmem(p, eol - p, "invalidated by a commit", 23))
+			return true;
+		p -= 21;
 	}
-	if (!last)
-		return false;
-	*strchrnul(last, '\n') = '\0';
-	return strstr(last, "chainadm recover") ||
-	       strstr(last, "invalidated by a commit");
+	return false;
 }
 
 static bool tried_phase(const char *want, const char *phase)
@@ -821,7 +822,7 @@ static int chain_check(struct run *r, const struct point *p)
 	char answer[256], reps[4][256];
 	unsigned int nrep, j;
 	uint64_t h, i, t0 = now_us();
-	unsigned int w, ti;
+	unsigned int w, ti, attempts = 0;
 	int err = 0, v;
 
 	for (w = 0; w < 2 && !t; w++)
@@ -829,11 +830,12 @@ static int chain_check(struct run *r, const struct point *p)
 			if (!tried_phase(wants[w], r->tables[ti].phase))
 				continue;
 			err = dm_create(r, &r->tables[ti]);
+			attempts++;
 			if (!err)
 				t = &r->tables[ti];
 		}
 	if (!t && p->begin && *p->begin && err == -EINVAL &&
-	    refused_for_recover()) {
+	    refused_for_recover(attempts)) {
 		r->nr_recover++;
 		return 0;
 	}
