@@ -5,8 +5,8 @@
 #   make                 build kernel/dm-chain.ko (W=1) and userspace/chainadm
 #   make check           the test suite: deps, build, host tests, guest tests
 #   make demo            boot a guest and walk through a scenario
-#   make stress          the long forms of the stress tests (race_stress) on
-#                        every kernel in KERNELS, one guest at a time
+#   make stress          the long forms of the stress tests (race_stress,
+#                        crash_states) on KERNELS, one guest at a time
 #   make bench           benchmarks in one guest: dm-chain against dm-linear,
 #                        dm-snapshot, dm-thin and qcow2 (build/bench/<date>-<krel>/)
 #   make shell           interactive shell in a guest
@@ -20,8 +20,8 @@
 # for make bench: BENCH_SIZE (MiB, 256), BENCH_RUNTIME (s per fio run, 5),
 # BENCH_DEPTHS ("1 4 16 64"), BENCH_JOB_DEPTH (4), BENCH_JOB_SIZE (MiB, 1024),
 # BENCH_SECTIONS ("io jobs fg bw mem"), BENCH_OUT, GUEST_MEM (5G);
-# for make stress: STRESS_TESTS (race_stress), RACE_ROUNDS, RACE_SECS,
-# RACE_THREADS, RACE_SEED, RACE_DELAY (see README.md).
+#   make stress          the long forms of the stress tests (race_stress,
+#                        crash_states) on KERNELS, one guest at a time
 
 KVER ?= 6.1
 # Never uname -r: the host's running kernel is not the one we test on.
@@ -97,12 +97,16 @@ check:
 	KERNELS="$(KERNELS)" TESTS="$(TESTS)" tests/run_tests.sh
 
 # The long forms (STRESS=1) of the tests that have one; see README.md.
-STRESS_TESTS ?= race_stress
+# crash_states explores CRASH_STATES states per kernel; each guest
+# gets a time limit to match.  CRASH_SEED=N replays a run.
+STRESS_TESTS ?= race_stress crash_states
+CRASH_STATES ?= 50000
 stress:
 	tools/deps $(KERNELS)
 	$(MAKE) all
 	$(MAKE) modules-all
-	STRESS=1 GUEST_PARALLEL=0 TEST_TIMEOUT=$${TEST_TIMEOUT:-3600} \
+	STRESS=1 CRASH_STATES=$(CRASH_STATES) CRASH_SEED="$(CRASH_SEED)" \
+		TEST_TIMEOUT=$$(( $(CRASH_STATES) + 3600 )) GUEST_PARALLEL=0 \
 		KERNELS="$(KERNELS)" tests/run_tests.sh $(STRESS_TESTS)
 
 demo:

@@ -31,9 +31,26 @@
  * journal, so a test can write, crash, check and write again):
  *
  *	run R seed S size BYTES [dsync]
- *	start ID SECTOR NR
+ *	start ID SECTOR NR [zero]
  *	ack ID
  *	flush K done after ID
+ *
+ * "zero" marks a DISCARD or WRITE_ZEROES of whole clusters: dm-chain reads
+ * both as zeros once they completed, so the checker treats them as writes
+ * of zeros.
+ *
+ * Concurrent writer (--threads N): N writer threads, each owning one
+ * contiguous, cluster-aligned slice of the device (so no two writes in
+ * flight ever overlap and the newest id covering a sector is the one the
+ * disk must show), issue writes, copy-ups (unaligned writes), and with
+ * --discard-pct/--zero-pct whole-cluster DISCARDs and WRITE_ZEROES, while
+ * a flusher thread calls fdatasync back to back (--flush-ms apart) and
+ * runs --mark-cmd after each.  The flusher journals "flush K done after
+ * P" with P the longest prefix of ids all acknowledged before its
+ * fdatasync began: a write acked later is not claimed durable by flush K
+ * even if its id is lower than one that was.  This races new-cluster
+ * allocations and discards against the target's commits, which is what
+ * crash-state exploration (lw-explore) needs to see.
  */
 #define _GNU_SOURCE
 #include "common.h"
@@ -49,7 +66,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 const char *progname = "chain-stamp";
@@ -82,6 +101,10 @@ struct config {
 	uint64_t cluster;
 	uint64_t flush_every;
 	uint64_t upto_flush;	/* 0: no flush rule */
+	uint64_t threads;	/* 0: the sequential writer */
+	uint64_t discard_pct;	/* threaded: % of ops that DISCARD clusters */
+	uint64_t zero_pct;	/* threaded: % of ops that WRITE_ZEROES */
+	uint64_t flush_ms;	/* threaded: pause between flushes */
 	bool initial_stamped;
 	bool dsync;		/* write: O_DSYNC writes through AIO */
 	bool acked_dsync;	/* check: acked writes of dsync runs count */
@@ -93,6 +116,7 @@ struct jwrite {
 	uint64_t run;
 	bool acked;
 	bool dsync;		/* of a --dsync run: durable once acked */
+	bool zero;		/* DISCARD or WRITE_ZEROES: reads as zeros */
 };
 
 /* The journal, parsed: writes[id] for id 1..nr_ids, flushes 1..nr_flushes. */
@@ -105,9 +129,14 @@ struct journal {
 	bool run_dsync;		/* the current run is a --dsync run */
 };
 
-/* ---- crc32c (Castagnoli), bytewise table; speed does not matter here */
+/*
+ * ---- crc32c (Castagnoli): the SSE4.2 instruction where the CPU has it
+ * (a crash-state explorer checks every sector of thousands of states, in
+ * an emulated guest), else a bytewise table.
+ */
 
 static uint32_t crc_table[256];
+static bool crc_hw;
 
 static void crc32c_init(void)
 {
@@ -120,13 +149,37 @@ static void crc32c_init(void)
 			c = (c >> 1) ^ (c & 1 ? 0x82f63b78u : 0);
 		crc_table[i] = c;
 	}
+#if defined(__x86_64__)
+	__builtin_cpu_init();
+	crc_hw = __builtin_cpu_supports("sse4.2");
+#endif
 }
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2")))
+static uint32_t crc32c_hw(uint32_t c, const unsigned char *p, size_t len)
+{
+	uint64_t v;
+
+	for (; len >= 8; len -= 8, p += 8) {
+		memcpy(&v, p, 8);
+		c = (uint32_t)__builtin_ia32_crc32di(c, v);
+	}
+	while (len--)
+		c = __builtin_ia32_crc32qi(c, *p++);
+	return c;
+}
+#endif
 
 static uint32_t crc32c(const void *data, size_t len)
 {
 	const unsigned char *p = data;
 	uint32_t c = ~0u;
 
+#if defined(__x86_64__)
+	if (crc_hw)
+		return ~crc32c_hw(c, p, len);
+#endif
 	while (len--)
 		c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
 	return ~c;
@@ -182,6 +235,8 @@ static int journal_line(struct journal *j, const char *line)
 	}
 	if (sscanf(line, "start %" SCNu64 " %" SCNu64 " %" SCNu64,
 		   &id, &sect, &nr) == 3) {
+		bool zero = strstr(line, " zero") != NULL;
+
 		if (id != j->nr_ids + 1 || !j->nr_runs || !nr)
 			return -1;
 		w = reallocarray(j->writes, id + 1, sizeof(*w));
@@ -189,7 +244,7 @@ static int journal_line(struct journal *j, const char *line)
 			return -1;
 		j->writes = w;
 		w[id] = (struct jwrite){ sect, nr, j->nr_runs, false,
-					 j->run_dsync };
+					 j->run_dsync, zero };
 		j->nr_ids = id;
 		return 0;
 	}
@@ -311,6 +366,8 @@ static int run_mark_cmd(const char *tmpl, uint64_t k)
 	free(cmd);
 	return status ? -1 : 0;
 }
+
+static int cmd_write_threads(const struct config *c);
 
 struct writer {
 	const struct config *c;
@@ -435,6 +492,8 @@ static int cmd_write(const struct config *c)
 	struct journal j;
 	int ret = EXIT_USAGE;
 
+	if (c->threads)
+		return cmd_write_threads(c);
 	if (journal_load(&j, c->journal_path))
 		return EXIT_USAGE;
 	w.run = j.nr_runs + 1;
@@ -482,6 +541,249 @@ out_journal:
 	return ret;
 }
 
+/* ---- concurrent write (--threads) */
+
+struct shared {
+	const struct config *c;
+	struct dev dev;
+	int jfd;
+	uint64_t run;
+	pthread_mutex_t lock;	/* protects everything below, and the journal */
+	uint64_t next_id;
+	uint64_t first_id;	/* first id of this run */
+	uint64_t acked_prefix;	/* every id <= this is acked */
+	bool *acked;		/* by id - first_id */
+	uint64_t next_flush;
+	uint64_t writers_left;
+	bool failed;
+};
+
+struct wthread {
+	struct shared *sh;
+	pthread_t tid;
+	uint64_t first_sect, nr_sect;	/* the slice this thread owns */
+	uint64_t ops;
+	uint64_t seed;
+	unsigned char *buf;
+};
+
+static uint64_t jstart(struct shared *sh, uint64_t sect, uint64_t nr,
+		       bool zero)
+{
+	uint64_t id;
+
+	pthread_mutex_lock(&sh->lock);
+	id = sh->next_id++;
+	if (journal_append(sh->jfd, sh->c->journal_path, "start %" PRIu64 " %"
+			   PRIu64 " %" PRIu64 "%s\n", id, sect, nr,
+			   zero ? " zero" : ""))
+		sh->failed = true;
+	pthread_mutex_unlock(&sh->lock);
+	return id;
+}
+
+static void jack(struct shared *sh, uint64_t id)
+{
+	pthread_mutex_lock(&sh->lock);
+	sh->acked[id - sh->first_id] = true;
+	while (sh->acked_prefix + 1 < sh->next_id &&
+	       sh->acked[sh->acked_prefix + 1 - sh->first_id])
+		sh->acked_prefix++;
+	if (journal_append(sh->jfd, sh->c->journal_path, "ack %" PRIu64 "\n",
+			   id))
+		sh->failed = true;
+	pthread_mutex_unlock(&sh->lock);
+}
+
+/* Whole clusters (1 to 4) of the slice, DISCARDed or zeroed out. */
+static int thread_zero_op(struct wthread *t, struct rng *r, bool discard)
+{
+	struct shared *sh = t->sh;
+	uint64_t cs = sh->c->cluster >> SECTOR_SHIFT;
+	uint64_t ncl = t->nr_sect / cs, first, n, id;
+	int ret;
+
+	first = rng_below(r, ncl);
+	n = 1 + rng_below(r, 4);
+	if (first + n > ncl)
+		n = ncl - first;
+	id = jstart(sh, t->first_sect + first * cs, n * cs, true);
+	if (discard)
+		ret = dev_discard(&sh->dev, (t->first_sect + first * cs) <<
+				  SECTOR_SHIFT, (n * cs) << SECTOR_SHIFT);
+	else
+		ret = dev_zeroout(&sh->dev, (t->first_sect + first * cs) <<
+				  SECTOR_SHIFT, (n * cs) << SECTOR_SHIFT);
+	if (ret)
+		return -1;
+	jack(sh, id);
+	return 0;
+}
+
+static int thread_write_op(struct wthread *t, struct rng *r)
+{
+	struct shared *sh = t->sh;
+	const struct config *c = sh->c;
+	struct extent e;
+	uint64_t id;
+
+	pick_extent(r, t->nr_sect, c->max_len >> SECTOR_SHIFT,
+		    c->cluster >> SECTOR_SHIFT, &e);
+	e.sect += t->first_sect;
+	id = jstart(sh, e.sect, e.nr, false);
+	make_stamps(t->buf, e.sect, e.nr, id, sh->run);
+	if (xpwrite(sh->dev.fd, t->buf, e.nr << SECTOR_SHIFT,
+		    e.sect << SECTOR_SHIFT, sh->dev.path))
+		return -1;
+	jack(sh, id);
+	return 0;
+}
+
+static void *writer_thread(void *arg)
+{
+	struct wthread *t = arg;
+	struct shared *sh = t->sh;
+	uint64_t i, pick;
+	struct rng r;
+	int ret = 0;
+
+	rng_seed(&r, t->seed);
+	for (i = 0; i < t->ops && !ret && !sh->failed; i++) {
+		pick = rng_below(&r, 100);
+		if (pick < sh->c->discard_pct)
+			ret = thread_zero_op(t, &r, true);
+		else if (pick < sh->c->discard_pct + sh->c->zero_pct)
+			ret = thread_zero_op(t, &r, false);
+		else
+			ret = thread_write_op(t, &r);
+	}
+	pthread_mutex_lock(&sh->lock);
+	if (ret)
+		sh->failed = true;
+	sh->writers_left--;
+	pthread_mutex_unlock(&sh->lock);
+	return NULL;
+}
+
+/* One flush: fdatasync, then "flush K done after P", then the mark. */
+static int flush_once(struct shared *sh)
+{
+	uint64_t k, p;
+
+	pthread_mutex_lock(&sh->lock);
+	p = sh->acked_prefix;
+	k = sh->next_flush++;
+	pthread_mutex_unlock(&sh->lock);
+	if (fdatasync(sh->dev.fd)) {
+		reportf(sh->dev.path, "fdatasync failed", "flush %" PRIu64
+			": %s", k, strerror(errno));
+		return -1;
+	}
+	pthread_mutex_lock(&sh->lock);
+	if (journal_append(sh->jfd, sh->c->journal_path, "flush %" PRIu64
+			   " done after %" PRIu64 "\n", k, p))
+		sh->failed = true;
+	pthread_mutex_unlock(&sh->lock);
+	return sh->c->mark_cmd ? run_mark_cmd(sh->c->mark_cmd, k) : 0;
+}
+
+static int flusher_loop(struct shared *sh)
+{
+	struct timespec ts = {
+		.tv_sec = sh->c->flush_ms / 1000,
+		.tv_nsec = (sh->c->flush_ms % 1000) * 1000000,
+	};
+	bool more = true;
+
+	while (more) {
+		if (flush_once(sh))
+			return -1;
+		pthread_mutex_lock(&sh->lock);
+		more = sh->writers_left > 0 && !sh->failed;
+		pthread_mutex_unlock(&sh->lock);
+		if (more && sh->c->flush_ms)
+			nanosleep(&ts, NULL);
+	}
+	/* Every write is acked now: a last flush makes the run durable. */
+	return sh->failed ? -1 : flush_once(sh);
+}
+
+static int run_threads(struct shared *sh)
+{
+	const struct config *c = sh->c;
+	uint64_t n = c->threads, cs = c->cluster >> SECTOR_SHIFT;
+	uint64_t per = (c->size >> SECTOR_SHIFT) / cs / n * cs, i;
+	struct wthread *t = calloc(n, sizeof(*t));
+	int ret;
+
+	if (!t || !per) {
+		report("--threads", "too many threads for the device", 0);
+		free(t);
+		return -1;
+	}
+	sh->writers_left = n;
+	for (i = 0; i < n; i++) {
+		t[i] = (struct wthread){ .sh = sh, .first_sect = i * per,
+			.nr_sect = per, .ops = c->ops / n + (i < c->ops % n),
+			.seed = c->seed * 1000003 + i,
+			.buf = alloc_aligned(c->max_len) };
+		if (pthread_create(&t[i].tid, NULL, writer_thread, &t[i])) {
+			report("pthread_create", "cannot start a writer", 0);
+			exit(EXIT_USAGE);
+		}
+	}
+	ret = flusher_loop(sh);
+	for (i = 0; i < n; i++) {
+		pthread_join(t[i].tid, NULL);
+		free(t[i].buf);
+	}
+	free(t);
+	return ret || sh->failed ? -1 : 0;
+}
+
+static int cmd_write_threads(const struct config *c)
+{
+	struct shared sh = { .c = c };
+	struct journal j;
+	int ret = EXIT_USAGE;
+
+	if (journal_load(&j, c->journal_path))
+		return EXIT_USAGE;
+	sh.run = j.nr_runs + 1;
+	sh.next_id = sh.first_id = j.nr_ids + 1;
+	sh.acked_prefix = j.nr_ids;
+	sh.next_flush = j.nr_flushes + 1;
+	journal_free(&j);
+	pthread_mutex_init(&sh.lock, NULL);
+	sh.acked = calloc(c->ops + 1, sizeof(*sh.acked));
+	sh.jfd = open(c->journal_path, O_WRONLY | O_APPEND | O_CREAT |
+		      O_CLOEXEC, 0644);
+	if (sh.jfd < 0 || !sh.acked) {
+		report(c->journal_path, "open", errno);
+		free(sh.acked);
+		return EXIT_USAGE;
+	}
+	if (dev_open(&sh.dev, c->dev_path, O_RDWR))
+		goto out_journal;
+	if (dev_check_size(&sh.dev, c->size))
+		goto out_dev;
+	if (journal_append(sh.jfd, c->journal_path, "run %" PRIu64 " seed %"
+			   PRIu64 " size %" PRIu64 "\n", sh.run, c->seed,
+			   c->size) || run_threads(&sh))
+		goto out_dev;
+	printf("%s: run %" PRIu64 ": %" PRIu64 " ops in %" PRIu64
+	       " threads (ids %" PRIu64 "..%" PRIu64 "), last flush %" PRIu64
+	       "\n", progname, sh.run, c->ops, c->threads, sh.first_id,
+	       sh.next_id - 1, sh.next_flush - 1);
+	ret = EXIT_OK;
+out_dev:
+	dev_close(&sh.dev);
+out_journal:
+	close(sh.jfd);
+	free(sh.acked);
+	return ret;
+}
+
 /* ---- fill */
 
 static int cmd_fill(const struct config *c)
@@ -523,6 +825,7 @@ struct checker {
 	struct journal j;
 	uint64_t *required;	/* per sector: id that must be seen or newer */
 	uint64_t flush_last;	/* last id acked before flush --upto-flush */
+	uint64_t *zmax;		/* per sector: newest zero write covering it */
 	uint64_t bad;
 	uint64_t written;	/* sectors showing a journaled write */
 };
@@ -560,6 +863,28 @@ static int build_required(struct checker *ck)
 	return 0;
 }
 
+/* The newest DISCARD/WRITE_ZEROES covering each sector, acked or not. */
+static int build_zmax(struct checker *ck)
+{
+	uint64_t nr_sect = ck->c->size >> SECTOR_SHIFT;
+	uint64_t id, s;
+
+	ck->zmax = calloc(nr_sect, sizeof(*ck->zmax));
+	if (!ck->zmax) {
+		report("memory", "cannot allocate per-sector table", ENOMEM);
+		return -1;
+	}
+	for (id = 1; id <= ck->j.nr_ids; id++) {
+		const struct jwrite *w = &ck->j.writes[id];
+
+		if (!w->zero)
+			continue;
+		for (s = w->sect; s < w->sect + w->nr && s < nr_sect; s++)
+			ck->zmax[s] = id;
+	}
+	return 0;
+}
+
 static uint64_t required_id(const struct checker *ck, uint64_t s)
 {
 	return ck->required ? ck->required[s] : 0;
@@ -582,14 +907,26 @@ static bool is_zero(const unsigned char *p, size_t len)
 	return !p[0] && !memcmp(p, p + 1, len - 1);
 }
 
-/* Is @got the exact stamp (@sect, @id, @run) would write? */
+/*
+ * Is @got the exact stamp (@sect, @id, @run) would write?  The caller has
+ * checked the magic, the sector, the id and the run in @got's header and
+ * its checksum over bytes 4..511, so the reserved word and the filler are
+ * what is left to compare (the checksum then matches too).
+ */
 static bool stamp_exact(const unsigned char *got, uint64_t sect, uint64_t id,
 			uint64_t run)
 {
 	unsigned char want[SECTOR_SIZE];
+	uint32_t reserved;
 
-	make_stamp(want, sect, id, run);
-	return !memcmp(want, got, SECTOR_SIZE);
+	(void)run;
+	memcpy(&reserved, got + offsetof(struct stamp, reserved),
+	       sizeof(reserved));
+	if (reserved)
+		return false;
+	stamp_filler(want, sect, id);
+	return !memcmp(want + sizeof(struct stamp), got + sizeof(struct stamp),
+		       SECTOR_SIZE - sizeof(struct stamp));
 }
 
 /* Format a verdict into @why and return it, for one-line early returns. */
@@ -661,6 +998,9 @@ static const char *judge_sector(const struct checker *ck, uint64_t s,
 	if (is_zero(got, SECTOR_SIZE)) {
 		char d[64];
 
+		/* A zero write at least as new as the required one. */
+		if (ck->zmax[s] && ck->zmax[s] >= req)
+			return NULL;
 		if (req)
 			return say(why, len, "zeros, but id %" PRIu64 " was "
 				   "%s (lost write)", req,
@@ -733,7 +1073,8 @@ static int cmd_check(const struct config *c)
 
 	if (journal_load(&ck.j, c->journal_path))
 		return EXIT_USAGE;
-	if ((c->upto_flush || c->acked_dsync) && build_required(&ck))
+	if (build_zmax(&ck) ||
+	    ((c->upto_flush || c->acked_dsync) && build_required(&ck)))
 		goto out;
 	ret = check_device(&ck);
 	if (ret)
@@ -751,6 +1092,66 @@ static int cmd_check(const struct config *c)
 	       c->acked_dsync ? ", no O_DSYNC-acked write lost" : "");
 out:
 	free(ck.required);
+	free(ck.zmax);
+	journal_free(&ck.j);
+	return ret;
+}
+
+/*
+ * serve: the checker as a coprocess, for a crash-state explorer that
+ * checks thousands of states and cannot afford a process start for each
+ * (several hundred ms under TCG).  The journal is loaded once; every
+ * request line "DEV K" checks DEV with --upto-flush K (0: no flush rule)
+ * and is answered with one line: "ok", "fail N" (N bad sectors) or
+ * "error" (usage or I/O error), after the lines that report bad sectors
+ * as check does (stderr goes to stdout, so they come in order).
+ */
+static int cmd_serve(const struct config *c)
+{
+	struct config req = *c;
+	struct checker ck = { .c = &req };
+	uint64_t k, last_k = UINT64_MAX;
+	char *line = NULL, dev[4096];
+	size_t cap = 0;
+	int ret = EXIT_USAGE;
+
+	if (journal_load(&ck.j, c->journal_path) || build_zmax(&ck))
+		goto out;
+	fflush(stderr);
+	dup2(1, 2);
+	while (getline(&line, &cap, stdin) > 0) {
+		if (sscanf(line, "%4095s %" SCNu64, dev, &k) != 2) {
+			printf("error\n");
+			fflush(stdout);
+			continue;
+		}
+		req.dev_path = dev;
+		req.upto_flush = k;
+		if (k != last_k) {
+			free(ck.required);
+			ck.required = NULL;
+			last_k = UINT64_MAX;
+			if (k && build_required(&ck)) {
+				printf("error\n");
+				fflush(stdout);
+				continue;
+			}
+			last_k = k;
+		}
+		ck.bad = ck.written = 0;
+		if (check_device(&ck))
+			printf("error\n");
+		else if (ck.bad)
+			printf("fail %" PRIu64 "\n", ck.bad);
+		else
+			printf("ok\n");
+		fflush(stdout);
+	}
+	ret = EXIT_OK;
+out:
+	free(line);
+	free(ck.required);
+	free(ck.zmax);
 	journal_free(&ck.j);
 	return ret;
 }
@@ -765,6 +1166,7 @@ static void usage(FILE *out)
 " %s check --dev PATH --journal PATH --size BYTES [--upto-flush K]\n"
 "             [--acked-dsync] [--initial zero|stamped]\n"
 " %s fill  --dev PATH --size BYTES\n"
+" %s serve --journal PATH --size BYTES [--initial zero|stamped]\n"
 "\n"
 "Write sectors stamped with their sector number and write id, journal\n"
 "every write, and check a device (after a crash or a log replay) against\n"
@@ -783,6 +1185,11 @@ static void usage(FILE *out)
 "                      with no flush after it\n"
 " --ack-cmd CMD        run CMD after each acked write, %%d replaced by its\n"
 "                      id, e.g. 'dmsetup message lw 0 mark ack-%%d'\n"
+" --threads N          N concurrent writers on disjoint slices and a\n"
+"                      flusher thread (fdatasync back to back)\n"
+" --flush-ms MS        with --threads: pause between flushes (default 0)\n"
+" --discard-pct P      with --threads: P%% of ops DISCARD 1-4 clusters\n"
+" --zero-pct P         with --threads: P%% of ops WRITE_ZEROES 1-4 clusters\n"
 "\n"
 "Check options:\n"
 " --upto-flush K       every write acknowledged before flush K must be\n"
@@ -793,14 +1200,19 @@ static void usage(FILE *out)
 "\n"
 " -h, --help           display this help\n"
 "\n"
+"serve checks, for each line \"DEV K\" on stdin, DEV with --upto-flush K\n"
+"and answers \"ok\", \"fail N\" or \"error\" on stdout (a coprocess for\n"
+"lw-explore).\n"
+"\n"
 "Exit status: 0 success, 1 bad sectors found, 2 usage or I/O error.\n",
-		progname, progname, progname);
+		progname, progname, progname, progname);
 }
 
 enum {
 	OPT_DEV = 256, OPT_JOURNAL, OPT_SIZE, OPT_SEED, OPT_OPS, OPT_MAX_LEN,
 	OPT_CLUSTER, OPT_FLUSH_EVERY, OPT_MARK_CMD, OPT_UPTO, OPT_INITIAL,
 	OPT_DSYNC, OPT_ACK_CMD, OPT_ACKED_DSYNC,
+	OPT_THREADS, OPT_FLUSH_MS, OPT_DISCARD_PCT, OPT_ZERO_PCT,
 };
 
 static const struct option long_opts[] = {
@@ -818,6 +1230,10 @@ static const struct option long_opts[] = {
 	{ "dsync",	 no_argument,	    NULL, OPT_DSYNC },
 	{ "ack-cmd",	 required_argument, NULL, OPT_ACK_CMD },
 	{ "acked-dsync", no_argument,	    NULL, OPT_ACKED_DSYNC },
+	{ "threads",	 required_argument, NULL, OPT_THREADS },
+	{ "flush-ms",	 required_argument, NULL, OPT_FLUSH_MS },
+	{ "discard-pct", required_argument, NULL, OPT_DISCARD_PCT },
+	{ "zero-pct",	 required_argument, NULL, OPT_ZERO_PCT },
 	{ "help",	 no_argument,	    NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -869,6 +1285,14 @@ static int parse_one(struct config *c, int opt, const char *arg)
 		return opt_u64("--upto-flush", arg, &c->upto_flush);
 	case OPT_INITIAL:
 		return parse_initial(c, arg);
+	case OPT_THREADS:
+		return opt_u64("--threads", arg, &c->threads);
+	case OPT_FLUSH_MS:
+		return opt_u64("--flush-ms", arg, &c->flush_ms);
+	case OPT_DISCARD_PCT:
+		return opt_u64("--discard-pct", arg, &c->discard_pct);
+	case OPT_ZERO_PCT:
+		return opt_u64("--zero-pct", arg, &c->zero_pct);
 	case 'h':
 		usage(stdout);
 		exit(EXIT_OK);
@@ -880,8 +1304,10 @@ static int parse_one(struct config *c, int opt, const char *arg)
 static int check_config(const char *cmd, struct config *c)
 {
 	bool need_journal = strcmp(cmd, "fill");
+	bool need_dev = strcmp(cmd, "serve");
 
-	if (!c->dev_path || !c->size || (need_journal && !c->journal_path)) {
+	if ((need_dev && !c->dev_path) || !c->size ||
+	    (need_journal && !c->journal_path)) {
 		reportf(cmd, "missing arguments", "--dev, --size%s required",
 			need_journal ? ", --journal" : "");
 		return -1;
@@ -890,6 +1316,10 @@ static int check_config(const char *cmd, struct config *c)
 	    c->max_len > c->size) {
 		report(cmd, "--size and --max-len must be multiples of 512, "
 		       "--max-len no larger than --size", 0);
+		return -1;
+	}
+	if (c->discard_pct + c->zero_pct > 100) {
+		report(cmd, "--discard-pct plus --zero-pct above 100", 0);
 		return -1;
 	}
 	if (!is_pow2(c->cluster) || c->cluster < SECTOR_SIZE) {
@@ -924,6 +1354,7 @@ static const struct command {
 	{ "write", cmd_write },
 	{ "check", cmd_check },
 	{ "fill",  cmd_fill },
+	{ "serve", cmd_serve },
 };
 
 int main(int argc, char **argv)

@@ -1,8 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Host self-test of the test programs: chain-iotest, chain-stamp and
-# lw-replay (with lw-mklog), on regular files in a temporary directory.
+# Host self-test of the test programs: chain-iotest, chain-stamp,
+# lw-replay and lw-explore (with lw-mklog), on regular files in a
+# temporary directory.
 # The programs must be able to catch the failures they exist for, so most
 # tests corrupt something on purpose and expect exit 1 with a precise
 # message.  Prints TAP; exits 0 if every test passed, 1 otherwise.
@@ -14,6 +15,7 @@ IOTEST=$PROGS/chain-iotest
 STAMP=$PROGS/chain-stamp
 REPLAY=$PROGS/lw-replay
 MKLOG=$PROGS/lw-mklog
+EXPLORE=$PROGS/lw-explore
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/dm-chain-progs.XXXXXX") || exit 1
 trap 'rm -rf "$TMP"' EXIT
@@ -478,6 +480,64 @@ test_stamp_acked_dsync() {
 		--initial stamped --acked-dsync
 }
 
+# ---- lw-explore
+
+# A log of three epochs: 2 writes | 5 writes, a FUA and a FLUSH|FUA write
+# | 2 writes left unflushed at teardown.
+explore_log() {
+	"$MKLOG" --log "$TMP/x.log" --size 64K w:0:1 w:1:1 f m:flush-1 \
+		w:2:1 w:3:1 w:4:1 w:5:1 w:6:1 w:9:1:U w:0:1:FU m:flush-2 \
+		w:7:2 d:1:1 >/dev/null && rm -f "$TMP/x.rep" "$TMP/ref" &&
+		truncate -s 64K "$TMP/x.rep"
+}
+
+# Every subset of small epochs, none/all/single drops/K random of larger
+# ones; the replay file ends at the durable prefix (undo works).
+test_lw_explore_states() {
+	explore_log || return 1
+	expect 0 "19 states at 3 points" -- "$EXPLORE" --log "$TMP/x.log" \
+		--replay "$TMP/x.rep" --seed 5 --random 3 --exec true || return 1
+	truncate -s 64K "$TMP/ref"
+	"$REPLAY" --log "$TMP/x.log" --replay "$TMP/ref" --limit 10 >/dev/null &&
+		cmp "$TMP/x.rep" "$TMP/ref"
+}
+
+# A check that (wrongly) wants block 5, written in epoch 2, as soon as
+# flush-1 was marked fails at the first state of epoch 2 (everything
+# dropped); the window shows the FUA write (block 9) as durable.
+test_lw_explore_catches() {
+	explore_log || return 1
+	truncate -s 64K "$TMP/ref"
+	"$REPLAY" --log "$TMP/x.log" --replay "$TMP/ref" --limit 8 >/dev/null || return 1
+	expect 1 "first failing state is state 5 " -- \
+		"$EXPLORE" --log "$TMP/x.log" --replay "$TMP/x.rep" --seed 1 \
+		--exec "[ \$LWX_K = 0 ] || cmp -s -i 2560:2560 -n 512 $TMP/x.rep $TMP/ref" || return 1
+	grep -q "= 0:9 FUA" "$LOG" && grep -q "dropped: 4 5 6 7 8 10: FAIL" "$LOG"
+}
+
+# The same seed gives the same states.
+test_lw_explore_seed() {
+	explore_log || return 1
+	"$EXPLORE" --log "$TMP/x.log" --replay "$TMP/x.rep" --seed 42 \
+		--random 5 --list --exec true | grep '^state' > "$TMP/a" &&
+	"$EXPLORE" --log "$TMP/x.log" --replay "$TMP/x.rep" --seed 42 \
+		--random 5 --list --exec true | grep '^state' > "$TMP/b" &&
+	cmp "$TMP/a" "$TMP/b"
+}
+
+# The concurrent writer with discards and zeroes checks clean.
+test_stamp_threads() {
+	truncate -s 4M "$TMP/t.img"
+	"$STAMP" fill --dev "$TMP/t.img" --size 4M >/dev/null &&
+	"$STAMP" write --dev "$TMP/t.img" --journal "$TMP/t.j" --size 4M \
+		--ops 400 --threads 3 --cluster 4K --max-len 16K \
+		--discard-pct 15 --zero-pct 5 >/dev/null || return 1
+	grep -q ' zero$' "$TMP/t.j" || return 1
+	expect 0 "no flushed write lost" -- "$STAMP" check --dev "$TMP/t.img" \
+		--journal "$TMP/t.j" --size 4M --initial stamped \
+		--upto-flush "$(grep -c '^flush' "$TMP/t.j")"
+}
+
 TESTS="
 iotest_usage iotest_run_verify iotest_continue iotest_deterministic
 iotest_detects_corruption iotest_read_op_detects iotest_discard_old_or_zero
@@ -488,12 +548,13 @@ stamp_second_run
 stamp_zero_initial stamp_acked_dsync
 lw_list lw_replay_all lw_replay_incremental lw_replay_limit
 lw_sectorsize_4k lw_errors
+lw_explore_states lw_explore_catches lw_explore_seed stamp_threads
 "
 
 main() {
 	local n=0 failed=0 t out
 
-	for t in "$IOTEST" "$STAMP" "$REPLAY" "$MKLOG"; do
+	for t in "$IOTEST" "$STAMP" "$REPLAY" "$MKLOG" "$EXPLORE"; do
 		[ -x "$t" ] || { echo "Bail out! $t not built (run make)"; exit 1; }
 	done
 	echo "TAP version 13"
