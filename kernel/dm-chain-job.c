@@ -1378,6 +1378,19 @@ static struct dm_chain_metadata *open_view(struct chain_c *cc,
 	return cmd;
 }
 
+/* Is dest the destination the active layer's job record names? */
+static bool resuming_dest(struct chain_job *job, struct dm_chain_metadata *dest)
+{
+	const struct dm_chain_job_record *rec = &job->written;
+
+	return le32_to_cpu(rec->magic) == DM_CHAIN_JOB_MAGIC &&
+	       rec->type == DM_CHAIN_JOB_MIRROR &&
+	       (rec->flags & DM_CHAIN_JOB_SHALLOW) &&
+	       !memcmp(rec->dest_uuid,
+		       dm_chain_layer_uuid(dest, job->cc->nr_layers - 1),
+		       DM_CHAIN_UUID_SIZE);
+}
+
 /* Fill in source and destination for the job's type and layers. */
 static int setup_job(struct chain_job *job, char *err, size_t err_len)
 {
@@ -1428,7 +1441,14 @@ static int setup_job(struct chain_job *job, char *err, size_t err_len)
 		if (IS_ERR(v))
 			return PTR_ERR(v);
 		job->dest = v;
-		if (job->shallow) {
+		/*
+		 * A shallow copy starts from an empty layer; one the active
+		 * layer records as this copy's destination is being resumed
+		 * (after a crash or a reload) and may hold what it copied: the
+		 * walk copies every cluster the active layer holds again, and
+		 * an active layer's cluster never goes back to ABSENT.
+		 */
+		if (job->shallow && !resuming_dest(job, v)) {
 			u64 used, total;
 
 			dm_chain_space(v, &used, &total);

@@ -142,6 +142,27 @@ chain_find_module() {
 	return 1
 }
 
+# need_tools PATH...: the project's own tools, built by make: a missing
+# one is a failure, not a skip.
+need_tools() {
+	local t
+	for t; do
+		[ -x "$t" ] || die "$t not built (make -C tests/progs; make -C userspace)"
+	done
+}
+
+# tap_load_module: load dm-chain.ko (and loop) as a check of its own; the
+# test ends there if it cannot.
+tap_load_module() {
+	if chain_load_module; then
+		tap_ok "load dm-chain.ko"
+	else
+		tap_fail "load dm-chain.ko"
+		tap_done
+	fi
+	modprobe loop 2>/dev/null
+}
+
 chain_load_module() {
 	local ko dep
 	if grep -q '^dm_chain ' /proc/modules; then

@@ -85,18 +85,8 @@ nr_cases=$(echo $CLUSTERS | wc -w)
 tap_plan $((2 + nr_cases * CASE_TESTS))
 kmsg_mark
 
-# Missing project tools are a failure (they are built by `make`), not a skip.
-for t in "$STAMP" "$LWREPLAY" "$CHAINADM"; do
-	[ -x "$t" ] || die "$t not built (make -C tests/progs; make -C userspace)"
-done
-
-if chain_load_module; then
-	tap_ok "load dm-chain.ko"
-else
-	tap_fail "load dm-chain.ko"
-	tap_done
-fi
-modprobe loop 2>/dev/null
+need_tools "$STAMP" "$LWREPLAY" "$CHAINADM"
+tap_load_module
 
 W=$(mktemp -d /tmp/crash_logwrites.XXXXXX) || die "mktemp failed"
 on_exit "rm -rf $W"

@@ -86,17 +86,8 @@ modprobe null_blk nr_devices=0 2>/dev/null ||
 tap_plan 12
 kmsg_mark
 
-for t in "$STAMP" "$LWREPLAY" "$CHAINADM"; do
-	[ -x "$t" ] || die "$t not built (make -C tests/progs; make -C userspace)"
-done
-
-if chain_load_module; then
-	tap_ok "load dm-chain.ko"
-else
-	tap_fail "load dm-chain.ko"
-	tap_done
-fi
-modprobe loop 2>/dev/null
+need_tools "$STAMP" "$LWREPLAY" "$CHAINADM"
+tap_load_module
 
 W=$(mktemp -d /tmp/fua.XXXXXX) || die "mktemp failed"
 on_exit "rm -rf $W"

@@ -19,7 +19,8 @@
 # letters).  Last, a full copy of a disk with holes into a layer that
 # already holds data: the holes must not show the old data.  Every content
 # check is a cmp against a file of letters built with dd; which clusters a
-# layer holds is read from chainadm map and info.
+# layer holds is read from chainadm map and info.  Last, a shallow copy
+# cut short by removing the device resumes when it is created again.
 . "$(dirname "$0")/../lib.sh"
 
 jobs_begin copy
@@ -201,6 +202,49 @@ if "$CHAINADM" format -q --size $SIZE --cluster-size $CS "$work/hole.img" &&
 	"$CHAINADM" remove $DEV >/dev/null 2>&1
 else
 	tap_fail "$label: prepare hole.img and used.img"
+fi
+
+# ---- a shallow copy cut short, resumed by creating the device again
+#
+# snap.img holds 64 clusters of random data over an 8 MiB base; the copy
+# runs at 1 MiB/s and the device is removed after a second and a half,
+# with part of the clusters in dest.img.  chainadm create finds the copy
+# recorded in snap.img and loads the same table: the kernel must take
+# the destination it records, clusters and all, and finish the copy.
+
+label="shallow, cut short and resumed"
+"$CHAINADM" remove $DEV >/dev/null 2>&1
+detach_loops "$work"
+rm -f "$work"/*.img "$work"/dest.*
+if "$CHAINADM" format -q --size $((8 << 20)) --cluster-size $CS "$work/base.img" &&
+   "$CHAINADM" create $DEV "$work/base.img" >/dev/null &&
+   "$CHAINADM" snapshot $DEV "$work/snap.img" >/dev/null &&
+   dd if=/dev/urandom of=/dev/mapper/$DEV bs=$CS count=64 oflag=direct \
+      status=none && dd if=/dev/mapper/$DEV of="$work/ref" bs=1M status=none; then
+	"$CHAINADM" copy $DEV "$work/dest.img" --shallow --bandwidth 1 \
+		> "$work/copy.out" 2>&1
+	tap_check "$label: the copy starts" test $? = 0
+	sleep 1.5
+	"$CHAINADM" remove $DEV
+	held=$(layer_json "$work/dest.img" mapped)
+	log "$label: dest.img held $held of 64 clusters when the device went"
+	tap_check "$label: cut short with part of the clusters copied" \
+		test "${held:-0}" -gt 0 -a "${held:-0}" -lt 64
+	"$CHAINADM" create $DEV "$work/snap.img" > "$work/create.out" 2>&1
+	rc=$?
+	sed 's/^/# /' "$work/create.out"
+	tap_check "$label: create loads the recorded copy onto its destination" test $rc = 0
+	"$CHAINADM" job $DEV --bandwidth 0 >/dev/null 2>&1
+	timeout 300 "$CHAINADM" job $DEV --pivot --wait > "$work/copy.out" 2>&1
+	rc=$?
+	sed 's/^/# /' "$work/copy.out"
+	tap_check "$label: the resumed copy gets ready and pivots" test $rc = 0
+	tap_check "$label: the table is base.img dest.img" \
+		test "$(dev_layer_names $DEV)" = "base.img dest.img"
+	tap_check "$label: the guest sees what it wrote" cmp /dev/mapper/$DEV "$work/ref"
+	"$CHAINADM" remove $DEV >/dev/null 2>&1
+else
+	tap_fail "$label: prepare base.img and snap.img"
 fi
 
 tap_check "kernel log is clean" kmsg_check

@@ -70,16 +70,8 @@ dmsetup targets 2>/dev/null | grep -qw flakey ||
 tap_plan 19
 kmsg_mark
 
-for t in "$STAMP" "$CHAINADM"; do
-	[ -x "$t" ] || die "$t not built (make -C tests/progs; make -C userspace)"
-done
-if chain_load_module; then
-	tap_ok "load dm-chain.ko"
-else
-	tap_fail "load dm-chain.ko"
-	tap_done
-fi
-modprobe loop 2>/dev/null
+need_tools "$STAMP" "$CHAINADM"
+tap_load_module
 
 W=$(mktemp -d /tmp/metadata_fail.XXXXXX) || die "mktemp failed"
 on_exit "rm -rf $W"
