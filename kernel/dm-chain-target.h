@@ -20,7 +20,7 @@ struct chain_job;
 #define MIN_CELLS		64
 /* Background syncs a job keeps in flight; a stream's each hold a cell. */
 #define JOB_MAX_IN_FLIGHT	64u
-/* Epochs of in-flight I/O to the active layer (see struct chain_epoch). */
+/* Epochs of in-flight I/O kept apart (see chain_c.epoch_lock). */
 #define NR_EPOCHS		64
 #define COMMIT_PERIOD		HZ
 #define DEFAULT_NO_SPACE_TIMEOUT 60	/* seconds, as dm-thin */
@@ -91,8 +91,7 @@ struct chain_c {
 
 	/*
 	 * Protects the bio lists, the cell hash, out_of_space and
-	 * suspending.  Nests
-	 * outside the metadata's own lock.
+	 * suspending.  Nests outside the metadata's own lock.
 	 */
 	spinlock_t lock;
 	struct bio_list deferred;	/* for the worker */
