@@ -1100,8 +1100,13 @@ bool chain_job_end_io(struct chain_c *cc, struct bio *bio,
 	unsigned long flags;
 	bool synced;
 
-	/* An empty FLUSH carries no data: the commit covers the destination. */
-	if (pb->mirrored || !bio_sectors(bio) || !chain_job_mirroring(cc))
+	/*
+	 * An empty FLUSH (dm core sends a flush with data as two bios) carries
+	 * no data: the commit covers the destination.  Not bio_sectors(): a
+	 * completed bio's iterator has been advanced to its end.
+	 */
+	if (pb->mirrored || (bio->bi_opf & REQ_PREFLUSH) ||
+	    !chain_job_mirroring(cc))
 		return false;
 	if (bio_op(bio) != REQ_OP_WRITE && bio_op(bio) != REQ_OP_DISCARD &&
 	    bio_op(bio) != REQ_OP_WRITE_ZEROES)
