@@ -112,32 +112,7 @@ static uint64_t *cur;		/* per sector: value seen at the last check */
 static uint64_t round_start;	/* seq when the round began */
 static uint64_t reports;
 
-/* ---- crc32c and stamps (chain-stamp's format) */
-
-static uint32_t crc_table[256];
-
-static void crc32c_init(void)
-{
-	uint32_t c;
-	int i, j;
-
-	for (i = 0; i < 256; i++) {
-		c = i;
-		for (j = 0; j < 8; j++)
-			c = (c >> 1) ^ (c & 1 ? 0x82f63b78u : 0);
-		crc_table[i] = c;
-	}
-}
-
-static uint32_t crc32c(const void *data, size_t len)
-{
-	const unsigned char *p = data;
-	uint32_t c = ~0u;
-
-	while (len--)
-		c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
-	return ~c;
-}
+/* ---- stamps (chain-stamp's format; crc32c in common.c) */
 
 static void make_stamp(unsigned char *sector, uint64_t sect, uint64_t id,
 		       uint64_t run)

@@ -129,62 +129,6 @@ struct journal {
 	bool run_dsync;		/* the current run is a --dsync run */
 };
 
-/*
- * ---- crc32c (Castagnoli): the SSE4.2 instruction where the CPU has it
- * (a crash-state explorer checks every sector of thousands of states, in
- * an emulated guest), else a bytewise table.
- */
-
-static uint32_t crc_table[256];
-static bool crc_hw;
-
-static void crc32c_init(void)
-{
-	uint32_t c;
-	int i, j;
-
-	for (i = 0; i < 256; i++) {
-		c = i;
-		for (j = 0; j < 8; j++)
-			c = (c >> 1) ^ (c & 1 ? 0x82f63b78u : 0);
-		crc_table[i] = c;
-	}
-#if defined(__x86_64__)
-	__builtin_cpu_init();
-	crc_hw = __builtin_cpu_supports("sse4.2");
-#endif
-}
-
-#if defined(__x86_64__)
-__attribute__((target("sse4.2")))
-static uint32_t crc32c_hw(uint32_t c, const unsigned char *p, size_t len)
-{
-	uint64_t v;
-
-	for (; len >= 8; len -= 8, p += 8) {
-		memcpy(&v, p, 8);
-		c = (uint32_t)__builtin_ia32_crc32di(c, v);
-	}
-	while (len--)
-		c = __builtin_ia32_crc32qi(c, *p++);
-	return c;
-}
-#endif
-
-static uint32_t crc32c(const void *data, size_t len)
-{
-	const unsigned char *p = data;
-	uint32_t c = ~0u;
-
-#if defined(__x86_64__)
-	if (crc_hw)
-		return ~crc32c_hw(c, p, len);
-#endif
-	while (len--)
-		c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
-	return ~c;
-}
-
 /* ---- stamps */
 
 static void stamp_filler(unsigned char *sector, uint64_t sect, uint64_t id)

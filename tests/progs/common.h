@@ -95,4 +95,8 @@ struct extent {
 void pick_extent(struct rng *r, uint64_t nr_sect, uint64_t max_sect,
 		 uint64_t cluster_sect, struct extent *e);
 
+/* crc32c (Castagnoli); call crc32c_init() once first. */
+void crc32c_init(void);
+uint32_t crc32c(const void *data, size_t len);
+
 #endif
