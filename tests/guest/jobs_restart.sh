@@ -287,7 +287,7 @@ one_round() {
 	sleep 1
 	# The base writes now take 3 s: a guest write to cluster 2 (in no layer:
 	# its copy allocates a base cluster) waits for it.
-	retable jr-fb "0 $(dev_sectors "$B") delay $B 0 0 $B 0 3000"
+	retable jr-fb "0 $(dev_sectors "$B") delay $B 0 0 $B 0 3000 $B 0 0"
 	put model 2 1 91 &
 	wpid=$!
 	sleep 1
