@@ -209,7 +209,7 @@ for i in 0 1 2 3 4 5 6 7; do
 done
 "$IOT" --dev /dev/mapper/$DEV --model model --size $VSIZE --seed 2 \
 	--op w:$(( $(c 32) * CL )):$(( $(c 24) * CL )) "${p[@]}" \
-	--op z:$(( $(c 100) * CL )):$(( 2 * M * CL )) >/dev/null ||
+	--op d:$(( $(c 100) * CL )):$(( 2 * M * CL )) >/dev/null ||
 	die "cannot write l2"
 "$CA" snapshot $DEV $TOP >/dev/null || die "cannot snapshot onto top"
 p=()
@@ -242,6 +242,11 @@ read_table() {
 read_table TAB_L1 1 && read_table TAB_L2 2 && read_table TAB_TOP 3 ||
 	die "cannot read the layers' tables"
 HOSTMASK=$(( (1 << 48) - 1 ))
+# The ZERO clusters the jobs must carry as ZERO (a discard over data
+# below; not a write-zeroes, which the loop may not pass down, so the
+# block layer would write zero pages).
+[ $(( TAB_L2[100 * M] >> 48 )) = 1 ] && [ $(( TAB_TOP[20 * M] >> 48 )) = 1 ] ||
+	die "l2's cluster $((100 * M)) or top's $((20 * M)) is not ZERO"
 # The stream's copies (clusters l1 or l2 hold with data, top does not
 # hold), in walk order, and where top allocates next.
 STREAM_COPIES=() TOP_END=0
