@@ -32,17 +32,25 @@
  * Active commit and mirror: once the cursor passed a cluster, every guest
  * write to it is copied to the destination before the guest sees it
  * complete (write-blocking), so the destination converges whatever the
- * write rate, and the job is READY when the cursor reached the end.  Syncs
- * of one cluster are serialised and each reads the source when it starts,
- * so the last one to run copies the newest data.
+ * write rate.  Syncs of one cluster are serialised and each reads the
+ * source when it starts, so the last one to run copies the newest data.
+ *
+ * What the destination owes: a cluster whose copy failed for good, a
+ * background sync dropped at a suspend, a guest write that completed while
+ * the job was failed: each sets the cluster's bit in job->owed, and the
+ * walk copies the owed clusters once its cursor reached the end.  The job
+ * is READY (COMPLETED) only with the cursor at the end, nothing owed and
+ * nothing in flight; 'job resume' goes on from there.  An owed cluster
+ * weighs in bytes_total again, so bytes_done counts each copy once.
  *
  * Crash safety: the job record (type, layers, cursor, phase) lives in the
  * active layer's header and is written by the target's commit after the
  * destination's own commit, with the cursor taken before that commit: the
- * cursor on disk never passes a cluster whose copy is not durable.  A
- * stream or commit resumes from it; active commit and mirror copy again
- * from the start after a new activation, because a crash may have left a
- * write that was never flushed on one side only.
+ * cursor on disk never passes a cluster whose copy is not durable or is
+ * owed.  A stream or commit resumes from it; active commit and mirror copy
+ * again from the start after a new activation, whatever phase they were
+ * in (ready too), because a crash may have left a write that was never
+ * flushed on one side only, and the owed bitmap lives in memory only.
  */
 #include <linux/blkdev.h>
 #include <linux/dm-io.h>
@@ -131,8 +139,11 @@ struct chain_job {
 	bool cancelled;
 	bool stopped;			/* suspended or being torn down */
 	u64 cursor;			/* next cluster to look at */
-	u64 low_failed;			/* lowest cluster whose copy failed */
+	unsigned long *owed;		/* clusters the walk must copy again */
+	u64 nr_owed;			/* bits set in owed */
+	u64 owed_from;			/* no bit set below */
 	unsigned int in_flight;		/* background syncs */
+	unsigned int guest_syncs;	/* guest writes the job holds */
 	unsigned int batches_out;	/* taken from free_batches */
 	unsigned int batch_limit;	/* how many may be out now */
 	bool round_busy;		/* the guest was busy when it began */
@@ -279,7 +290,53 @@ static struct chain_sync *new_sync(struct chain_job *job, u64 vc,
 }
 
 static void start_sync(struct chain_sync *s, struct job_batch **open);
-static void job_failed(struct chain_job *job, int error);
+static bool __fail(struct chain_job *job, int error);
+static void tell_failed(struct chain_job *job, int error);
+
+/* The bytes an owed cluster weighs in bytes_done/bytes_total. */
+static u64 owed_bytes(struct chain_job *job, u64 vc)
+{
+	return (u64)cluster_len(job->cc, vc) << SECTOR_SHIFT;
+}
+
+/*
+ * The destination did not get what the source shows for vc (a copy that
+ * failed, a guest write while the job was failed, a sync dropped): the
+ * walk copies it again once the cursor reached the end.  The cluster
+ * weighs in bytes_total again, so bytes_done counts it once per copy.
+ * job->lock held.
+ */
+static void __owe(struct chain_job *job, u64 vc)
+{
+	if (__test_and_set_bit(vc, job->owed))
+		return;
+	job->nr_owed++;
+	job->owed_from = min(job->owed_from, vc);
+	job->bytes_total += owed_bytes(job, vc);
+}
+
+/* The next owed cluster, taken off the bitmap; false if none.  Locked. */
+static bool __take_owed(struct chain_job *job, u64 *vc)
+{
+	if (!job->nr_owed)
+		return false;
+	*vc = find_next_bit(job->owed, job->nr_clusters, job->owed_from);
+	if (WARN_ON_ONCE(*vc >= job->nr_clusters)) {
+		job->nr_owed = 0;
+		return false;
+	}
+	__clear_bit(*vc, job->owed);
+	job->nr_owed--;
+	job->owed_from = *vc + 1;
+	return true;
+}
+
+/* A background sync that did not copy: its cluster is owed.  Locked. */
+static void __owe_background(struct chain_job *job, struct chain_sync *s)
+{
+	job->bytes_total -= min(s->bytes, job->bytes_total);
+	__owe(job, s->vc);
+}
 
 /*
  * s left the running set to be tried later: whatever queued behind it
@@ -295,35 +352,15 @@ static void requeue_next(struct chain_sync *s)
 }
 
 /*
- * Give up a background sync that waits on the retry list: the cursor goes
- * back to its cluster so that the walk copies it again later.  job->lock
- * held; the caller frees s and wakes job->idle.
+ * Give up a background sync that waits on the retry list: its cluster is
+ * owed.  job->lock held; the caller frees s and wakes job->idle.
  */
 static void __drop_background(struct chain_job *job, struct chain_sync *s)
 {
 	list_del_init(&s->queue);
 	list_del(&s->bg);
 	job->in_flight--;
-	job->cursor = min(job->cursor, s->vc);
-}
-
-/* Drop every background sync on the retry list.  Process context. */
-static void drop_retries(struct chain_job *job)
-{
-	struct chain_sync *s, *tmp;
-	LIST_HEAD(dropped);
-
-	spin_lock_irq(&job->lock);
-	list_for_each_entry_safe(s, tmp, &job->retry, queue) {
-		if (s->bio)
-			continue;
-		__drop_background(job, s);
-		list_add(&s->queue, &dropped);
-	}
-	spin_unlock_irq(&job->lock);
-	list_for_each_entry_safe(s, tmp, &dropped, queue)
-		mempool_free(s, &job->sync_pool);
-	wake_up(&job->idle);
+	__owe_background(job, s);
 }
 
 /*
@@ -336,6 +373,7 @@ static void end_sync(struct chain_sync *s, int error)
 	struct chain_sync *next = NULL;
 	struct bio *bio = s->bio;
 	bool background = !bio;
+	bool requeued = false, failed = false;
 	unsigned int percent;
 	bool event = false;
 
@@ -347,8 +385,29 @@ static void end_sync(struct chain_sync *s, int error)
 		list_del_init(&s->queue);
 		/* the rest of the queue follows next */
 		list_splice_init(&s->queue, &next->queue);
-		hlist_add_head(&next->node, sync_bucket(job, next->vc));
+		if (job->cancelled) {
+			/* run_retries() completes it uncopied */
+			list_add_tail(&next->queue, &job->retry);
+			next = NULL;
+			requeued = true;
+		} else {
+			hlist_add_head(&next->node, sync_bucket(job, next->vc));
+		}
 	}
+	if (error && !job->cancelled) {
+		/*
+		 * The destination lacks what the source shows, and the job is
+		 * failed before the guest's write completes: a suspend that
+		 * waited for it never finds the job ready and owing.
+		 */
+		if (background)
+			__owe_background(job, s);
+		else
+			__owe(job, s->vc);
+		failed = __fail(job, error);
+	}
+	if (!background)
+		job->guest_syncs--;
 	if (background) {
 		job->in_flight--;
 		if (!job->in_flight && job->round_busy) {
@@ -357,8 +416,6 @@ static void end_sync(struct chain_sync *s, int error)
 			job->rest_until = ktime_add(now, ktime_sub(now, job->round_start));
 		}
 		list_del(&s->bg);
-		if (error)
-			job->low_failed = min(job->low_failed, s->vc);
 		if (!error) {
 			job->bytes_done = min(job->bytes_done + s->bytes,
 					      job->bytes_total);
@@ -377,16 +434,15 @@ static void end_sync(struct chain_sync *s, int error)
 		bio_endio(bio);
 	}
 	mempool_free(s, &job->sync_pool);
-	if (error)
-		job_failed(job, error);
+	if (failed)
+		tell_failed(job, error);
 	if (event)
 		job_event(job);
 	if (next)
 		start_sync(next, NULL);
-	if (background) {
-		wake_up(&job->idle);
+	wake_up(&job->idle);
+	if (background || requeued)
 		kick(job, 0);
-	}
 }
 
 static void sync_retry_or_fail(struct chain_sync *s, int error)
@@ -904,23 +960,36 @@ static void run_retries(struct chain_job *job)
 {
 	struct chain_sync *s, *tmp;
 	LIST_HEAD(list);
+	LIST_HEAD(done);
 	bool dead;
 
-	dead = READ_ONCE(job->cancelled) ||
-	       READ_ONCE(job->phase) == DM_CHAIN_PHASE_FAILED;
-	if (dead || READ_ONCE(job->stopped))
-		drop_retries(job);
 	spin_lock_irq(&job->lock);
+	dead = job->cancelled || job->phase == DM_CHAIN_PHASE_FAILED;
+	list_for_each_entry_safe(s, tmp, &job->retry, queue) {
+		if (s->bio && dead) {
+			/* Failed: owed until 'job resume'; cancelled: moot. */
+			if (!job->cancelled)
+				__owe(job, s->vc);
+			job->guest_syncs--;
+			list_move_tail(&s->queue, &done);
+		} else if (!s->bio && (dead || job->stopped)) {
+			__drop_background(job, s);
+			list_add_tail(&s->queue, &done);
+		}
+	}
 	list_splice_init(&job->retry, &list);
 	spin_unlock_irq(&job->lock);
 
+	list_for_each_entry_safe(s, tmp, &done, queue) {
+		list_del(&s->queue);
+		if (s->bio)
+			bio_endio(s->bio);
+		mempool_free(s, &job->sync_pool);
+	}
+	if (!list_empty(&done))
+		wake_up(&job->idle);
 	list_for_each_entry_safe(s, tmp, &list, queue) {
 		list_del_init(&s->queue);
-		if (dead && s->bio) {
-			bio_endio(s->bio);
-			mempool_free(s, &job->sync_pool);
-			continue;
-		}
 		submit_sync(s, NULL);
 	}
 }
@@ -980,7 +1049,7 @@ static void do_job(struct work_struct *ws)
 	unsigned int max_in_flight;
 	struct chain_sync *s;
 	u64 vc, bytes;
-	bool event, busy;
+	bool event, busy, owed;
 
 	take_guest_writes(job);
 	run_retries(job);
@@ -995,24 +1064,34 @@ static void do_job(struct work_struct *ws)
 			break;
 		}
 		vc = job->cursor;
-		if (vc >= job->nr_clusters) {
-			if (!job->in_flight && list_empty(&job->retry))
-				set_phase(job, is_mirroring_type(job->type) ?
-					  DM_CHAIN_PHASE_READY :
-					  DM_CHAIN_PHASE_COMPLETED);
-			spin_unlock_irq(&job->lock);
-			break;
-		}
-		spin_unlock_irq(&job->lock);
-
-		if (!needs_sync(job, vc, &bytes)) {
-			spin_lock_irq(&job->lock);
+		owed = vc >= job->nr_clusters;
+		if (owed) {
+			/* The walk is done: copy what is owed, then ready. */
+			if (!job->nr_owed) {
+				if (!job->in_flight && list_empty(&job->retry))
+					set_phase(job, is_mirroring_type(job->type) ?
+						  DM_CHAIN_PHASE_READY :
+						  DM_CHAIN_PHASE_COMPLETED);
+				spin_unlock_irq(&job->lock);
+				break;
+			}
+			vc = find_next_bit(job->owed, job->nr_clusters,
+					   job->owed_from);
+			bytes = owed_bytes(job, vc);
+		} else if (!needs_sync(job, vc, &bytes)) {
+			/*
+			 * Looked at and passed under the lock: a guest write
+			 * that completes after this is copied, one that
+			 * completed before is what needs_sync() saw.
+			 */
 			job->cursor++;
 			spin_unlock_irq(&job->lock);
 			if (!(vc & 1023))
 				cond_resched();
 			continue;
 		}
+		spin_unlock_irq(&job->lock);
+
 		/* Data waits for a batch while all are busy. */
 		if (bytes && job->batches && !open && !batch_free(job))
 			break;
@@ -1021,7 +1100,14 @@ static void do_job(struct work_struct *ws)
 			spin_unlock_irq(&job->lock);
 			break;
 		}
-		job->cursor++;
+		if (owed ? !__take_owed(job, &vc) : job->cursor != vc) {
+			spin_unlock_irq(&job->lock);
+			continue;	/* moved meanwhile: look again */
+		}
+		if (owed)
+			bytes = owed_bytes(job, vc);
+		else
+			job->cursor++;
 		if (!job->in_flight++) {
 			job->round_start = ktime_get();
 			job->round_busy = busy;
@@ -1048,22 +1134,33 @@ static void do_job(struct work_struct *ws)
 		kick(job, delay);
 }
 
+/* Fail the job; true if it was not failed yet.  job->lock held. */
+static bool __fail(struct chain_job *job, int error)
+{
+	if (job->phase == DM_CHAIN_PHASE_FAILED)
+		return false;
+	job->phase = DM_CHAIN_PHASE_FAILED;
+	job->last_error = error;
+	return true;
+}
+
+/* Tell of a job __fail() failed. */
+static void tell_failed(struct chain_job *job, int error)
+{
+	DMERR("%s: %s job stopped: error %d; the status shows it, 'job resume' retries",
+	      dev_name_of(job), type_names[job->type], error);
+	tell_after_commit(job);
+}
+
 static void job_failed(struct chain_job *job, int error)
 {
 	bool first;
 
 	spin_lock_irq(&job->lock);
-	first = job->phase != DM_CHAIN_PHASE_FAILED;
-	if (first) {
-		job->phase = DM_CHAIN_PHASE_FAILED;
-		job->last_error = error;
-	}
+	first = __fail(job, error);
 	spin_unlock_irq(&job->lock);
-	if (!first)
-		return;
-	DMERR("%s: %s job stopped: error %d; the status shows it, 'job resume' retries",
-	      dev_name_of(job), type_names[job->type], error);
-	tell_after_commit(job);
+	if (first)
+		tell_failed(job, error);
 }
 
 /* ---- Guest writes while an active commit or a mirror runs ---- */
@@ -1096,35 +1193,38 @@ bool chain_job_may_mirror(struct chain_c *cc)
 bool chain_job_end_io(struct chain_c *cc, struct bio *bio,
 		      struct chain_bio *pb)
 {
-	struct chain_job *job = cc->job;
+	struct chain_job *job = READ_ONCE(cc->job);
 	unsigned long flags;
-	bool synced;
+	bool synced = false;
 
 	/*
 	 * An empty FLUSH (dm core sends a flush with data as two bios) carries
 	 * no data: the commit covers the destination.  Not bio_sectors(): a
 	 * completed bio's iterator has been advanced to its end.
 	 */
-	if (pb->mirrored || (bio->bi_opf & REQ_PREFLUSH) ||
-	    !chain_job_mirroring(cc))
+	if (pb->mirrored || (bio->bi_opf & REQ_PREFLUSH) || !job ||
+	    !is_mirroring_type(job->type))
 		return false;
 	if (bio_op(bio) != REQ_OP_WRITE && bio_op(bio) != REQ_OP_DISCARD &&
 	    bio_op(bio) != REQ_OP_WRITE_ZEROES)
 		return false;
 	pb->mirrored = true;
 	spin_lock_irqsave(&job->lock, flags);
-	synced = (job->phase == DM_CHAIN_PHASE_RUNNING ||
-		  job->phase == DM_CHAIN_PHASE_READY) &&
-		 pb->vcluster < job->cursor;
+	if (job->cancelled || pb->vcluster >= job->cursor) {
+		/* Cancelled, or the walk copies it when it gets there. */
+	} else if (job->phase == DM_CHAIN_PHASE_FAILED) {
+		__owe(job, pb->vcluster);	/* copied after 'job resume' */
+	} else if (job->phase == DM_CHAIN_PHASE_RUNNING ||
+		   job->phase == DM_CHAIN_PHASE_READY) {
+		/* kcopyd and the allocator want process context. */
+		bio_list_add(&job->bios, bio);
+		job->guest_syncs++;
+		synced = true;
+	}
 	spin_unlock_irqrestore(&job->lock, flags);
-	if (!synced)
-		return false;
-	/* kcopyd and the allocator want process context: the job starts it. */
-	spin_lock_irqsave(&job->lock, flags);
-	bio_list_add(&job->bios, bio);
-	spin_unlock_irqrestore(&job->lock, flags);
-	kick(job, 0);
-	return true;
+	if (synced)
+		kick(job, 0);
+	return synced;
 }
 
 /* ---- The job record ---- */
@@ -1167,7 +1267,7 @@ static void fill_record(struct chain_job *job, struct dm_chain_job_record *rec,
 /* The lowest cluster whose copy may not be durable yet.  job->lock held. */
 static u64 __durable_cursor(struct chain_job *job)
 {
-	u64 low = min(job->cursor, job->low_failed);
+	u64 low = job->nr_owed ? min(job->cursor, job->owed_from) : job->cursor;
 	struct chain_sync *s;
 
 	list_for_each_entry(s, &job->bg_syncs, bg)
@@ -1299,10 +1399,16 @@ static struct chain_job *alloc_job(struct chain_c *cc)
 	INIT_DELAYED_WORK(&job->work, do_job);
 	INIT_WORK(&job->event_work, do_event);
 	job->base = DM_CHAIN_JOB_NO_LAYER;
-	job->low_failed = U64_MAX;
 	job->lo = -1;
 	job->src = cc->cmd;
 	job->nr_clusters = dm_chain_nr_clusters(cc->cmd);
+	job->owed = kvcalloc(BITS_TO_LONGS(job->nr_clusters),
+			     sizeof(unsigned long), GFP_KERNEL);
+	if (!job->owed) {
+		mempool_exit(&job->sync_pool);
+		kfree(job);
+		return NULL;
+	}
 	job->max_in_flight = clamp_t(unsigned int,
 				     JOB_IN_FLIGHT_BYTES >> (cc->cluster_shift + SECTOR_SHIFT),
 				     1, JOB_MAX_IN_FLIGHT);
@@ -1313,7 +1419,20 @@ static struct chain_job *alloc_job(struct chain_c *cc)
 	return job;
 }
 
-/* Stop issuing and wait for background syncs.  May block. */
+static bool idle(struct chain_job *job)
+{
+	bool r;
+
+	spin_lock_irq(&job->lock);
+	r = !job->in_flight && !job->guest_syncs;
+	spin_unlock_irq(&job->lock);
+	return r;
+}
+
+/*
+ * Stop issuing and wait for every sync, the guest's too: nothing of the
+ * job touches the destination afterwards.  May block.
+ */
 static void quiesce(struct chain_job *job)
 {
 	unsigned int i;
@@ -1321,12 +1440,15 @@ static void quiesce(struct chain_job *job)
 	spin_lock_irq(&job->lock);
 	job->stopped = true;
 	spin_unlock_irq(&job->lock);
-	cancel_delayed_work_sync(&job->work);
-	/* A failing copy may land on the retry list while we wait. */
+	/*
+	 * The walk starts nothing now; it drops background syncs that wait
+	 * for a retry and runs the guest's (completed uncopied once the job
+	 * was cancelled or failed).  A failing copy may land on the retry
+	 * list while we wait.
+	 */
 	do {
-		drop_retries(job);
-	} while (!wait_event_timeout(job->idle, !READ_ONCE(job->in_flight),
-				     HZ / 10));
+		kick(job, 0);
+	} while (!wait_event_timeout(job->idle, idle(job), HZ / 10));
 	/* The last batch may still be ending its syncs, and kick the walk. */
 	if (job->batches)
 		for (i = 0; i < JOB_BATCHES; i++)
@@ -1353,6 +1475,7 @@ static void free_job(struct chain_job *job)
 	if (job->src != job->cc->cmd)
 		dm_chain_metadata_close(job->src);
 	free_batches(job);
+	kvfree(job->owed);
 	mempool_exit(&job->sync_pool);
 	kfree(job);
 }
@@ -1482,6 +1605,28 @@ static void begin(struct chain_job *job, u64 cursor, u64 done, u64 total)
 		job->phase = DM_CHAIN_PHASE_RUNNING;
 }
 
+/*
+ * The phase a recorded job starts again in.  Whatever the destination was
+ * owed died with the last activation: a stream or a commit goes on from
+ * the recorded cursor (which never passes an owed cluster), an active
+ * commit or a mirror copies everything again (begin()), so a job that was
+ * ready or completed but has work again is running.  A failed job stays
+ * failed until 'job resume'; a paused one stays paused.
+ */
+static void restart_phase(struct chain_job *job,
+			  const struct dm_chain_job_record *rec)
+{
+	job->paused = rec->flags & DM_CHAIN_JOB_PAUSED;
+	if (rec->phase == DM_CHAIN_PHASE_FAILED)
+		job->phase = DM_CHAIN_PHASE_FAILED;
+	else if (rec->phase == DM_CHAIN_PHASE_COMPLETED &&
+		 !is_mirroring_type(job->type) &&
+		 le64_to_cpu(rec->cursor) >= job->nr_clusters)
+		job->phase = DM_CHAIN_PHASE_COMPLETED;
+	else
+		job->phase = DM_CHAIN_PHASE_RUNNING;
+}
+
 /* Check a recorded layer index and UUID against the table. */
 static bool same_layer(struct chain_c *cc, u32 l, const u8 *uuid)
 {
@@ -1566,12 +1711,12 @@ int chain_job_ctr(struct chain_c *cc, char *err, size_t err_len)
 			r = -EINVAL;
 			goto bad;
 		}
-		job->phase = rec.phase;
-		job->paused = rec.flags & DM_CHAIN_JOB_PAUSED;
 	}
 	r = setup_job(job, err, err_len);
 	if (r)
 		goto bad;
+	if (recorded && rec.type == job->type)
+		restart_phase(job, &rec);
 	if (job->type == DM_CHAIN_JOB_STREAM || job->type == DM_CHAIN_JOB_COMMIT)
 		begin(job, le64_to_cpu(rec.cursor), le64_to_cpu(rec.bytes_done),
 		      le64_to_cpu(rec.bytes_total));
@@ -1594,6 +1739,9 @@ static void retire_job(struct chain_c *cc)
 {
 	struct chain_job *job = cc->job;
 
+	spin_lock_irq(&job->lock);
+	job->cancelled = true;		/* it takes no more guest writes */
+	spin_unlock_irq(&job->lock);
 	quiesce(job);
 	flush_work(&job->event_work);
 	if (job->dest && job->dest != cc->cmd) {
@@ -1618,6 +1766,7 @@ void chain_job_dtr(struct chain_c *cc)
 	cc->job = NULL;
 	while ((job = cc->retired_jobs)) {
 		cc->retired_jobs = job->retired;
+		kvfree(job->owed);
 		mempool_exit(&job->sync_pool);
 		kfree(job);
 	}
@@ -1800,12 +1949,9 @@ static int message_job(struct chain_c *cc, unsigned int argc, char **argv)
 	if (!strcasecmp(argv[1], "resume") && argc == 2) {
 		spin_lock_irq(&job->lock);
 		job->paused = false;
-		if (job->phase == DM_CHAIN_PHASE_FAILED) {
-			/* Try again from the oldest cluster not done. */
-			job->cursor = __durable_cursor(job);
-			job->low_failed = U64_MAX;
+		/* The walk goes on, and copies what is owed at its end. */
+		if (job->phase == DM_CHAIN_PHASE_FAILED)
 			job->phase = DM_CHAIN_PHASE_RUNNING;
-		}
 		job->event = true;
 		spin_unlock_irq(&job->lock);
 		kick(job, 0);
