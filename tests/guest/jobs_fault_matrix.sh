@@ -354,15 +354,16 @@ hold_failed() {
 # ---- the job
 
 # job_params TYPE : BW, the bandwidth limit (MiB/s) that has the walk
-# reach X after a second or so, and POS, about how many clusters it
-# copies before X.
+# reach X after a second or so (several on the long form's bigger disk,
+# so that a fault put in while it runs still comes before X), and POS,
+# about how many clusters it copies before X.
 job_params() {
-	local k=$(( M > 1 ? M / 2 : 1 ))
+	local k=$(( M > 1 ? 2 : 4 ))
 	case $1 in
-	stream|commit) BW=$k POS=$((X - 8 * M)) ;;
-	active)  BW=$((2 * k)) POS=$((X - 8 * M)) ;;
-	full|raw) BW=$((4 * k)) POS=$X ;;
-	shallow) BW=$k POS=$((XS - 60 * M)) ;;
+	stream|commit) BW=1 POS=$((X - 8 * M)) ;;
+	active)  BW=$((k / 2)) POS=$((X - 8 * M)) ;;
+	full|raw) BW=$k POS=$X ;;
+	shallow) BW=1 POS=$((XS - 60 * M)) ;;
 	esac
 }
 
@@ -494,11 +495,12 @@ cell() {
 
 	# The fault, unless it waits for ready or (long form) a random
 	# moment while the walk has not reached X yet: up to the time it
-	# takes to get there, less 2 s for putting the fault in.
+	# takes to get there, less 4 s for putting the fault in (two dmsetup
+	# runs, a second or more each on a loaded TCG guest).
 	job_params $type
 	delay=0
 	if [ "${STRESS:-0}" = 1 ] && [ $where = src ] && [ $dur = lasting ]; then
-		delay=$(( POS * 10 * CL / (BW << 20) - 20 ))	# tenths of a second
+		delay=$(( POS * 10 * CL / (BW << 20) - 40 ))	# tenths of a second
 		[ $delay -gt 0 ] && delay=$(( RANDOM % delay ))
 		[ $delay -gt 0 ] || delay=0
 	fi
