@@ -101,7 +101,7 @@ check:
 # The long forms (STRESS=1) of the tests that have one; see README.md.
 # crash_states explores CRASH_STATES states per kernel; each guest
 # gets a time limit to match.  CRASH_SEED=N replays a run.
-STRESS_TESTS ?= race_stress crash_states jobs_fault_matrix
+STRESS_TESTS ?= race_stress crash_states jobs_restart jobs_fault_matrix
 CRASH_STATES ?= 50000
 stress:
 	tools/deps $(KERNELS)

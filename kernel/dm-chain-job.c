@@ -93,6 +93,7 @@ struct chain_sync {
 	u64 host;			/* destination host cluster */
 	bool new_host;			/* publish host when the copy is done */
 	u64 bytes;			/* counted as done on success */
+	bool redo;			/* an owed cluster: see __owe() */
 	int tries;
 	int epoch;			/* the source read's epoch slot, or -1 */
 };
@@ -125,7 +126,7 @@ struct chain_job {
 	unsigned int top, base;		/* table indexes; base NO_LAYER */
 	int lo;				/* sync layers above lo only */
 	bool shallow;
-	bool dest_zeroed;
+	bool dest_zeroed;		/* cleared when the walk goes back */
 	struct dm_chain_metadata *src;	/* source view, or cc->cmd */
 	struct dm_chain_metadata *dest;	/* chain destination, or NULL */
 	struct block_device *dest_bdev;	/* what the job writes */
@@ -166,7 +167,7 @@ struct chain_job {
 	unsigned int percent;
 	bool event;
 
-	wait_queue_head_t idle;		/* in_flight reached 0 */
+	wait_queue_head_t idle;		/* a sync left: see job_idle() */
 	struct list_head free_batches;	/* protected by lock */
 	struct job_batch *batches;	/* JOB_BATCHES, or NULL */
 	struct dm_io_client *io;	/* the batches' reads and writes */
@@ -216,9 +217,13 @@ static void job_event(struct chain_job *job)
 	queue_work(job->cc->wq, &job->event_work);
 }
 
+/* Run the walk after delay, or sooner if it is due sooner already. */
 static void kick(struct chain_job *job, unsigned long delay)
 {
-	mod_delayed_work(job->cc->wq, &job->work, delay);
+	if (delay)
+		queue_delayed_work(job->cc->wq, &job->work, delay);
+	else
+		mod_delayed_work(job->cc->wq, &job->work, 0);
 }
 
 /* ---- What the source shows, what the destination holds ---- */
@@ -303,16 +308,17 @@ static u64 owed_bytes(struct chain_job *job, u64 vc)
  * The destination did not get what the source shows for vc (a copy that
  * failed, a guest write while the job was failed, a sync dropped): the
  * walk copies it again once the cursor reached the end.  The cluster
- * weighs in bytes_total again, so bytes_done counts it once per copy.
- * job->lock held.
+ * weighs a whole cluster in bytes_total, of which counted (a background
+ * sync's bytes, never done) was there already, so bytes_done counts each
+ * copy once and bytes_total never goes down.  job->lock held.
  */
-static void __owe(struct chain_job *job, u64 vc)
+static void __owe(struct chain_job *job, u64 vc, u64 counted)
 {
 	if (__test_and_set_bit(vc, job->owed))
 		return;
 	job->nr_owed++;
 	job->owed_from = min(job->owed_from, vc);
-	job->bytes_total += owed_bytes(job, vc);
+	job->bytes_total += owed_bytes(job, vc) - min(counted, owed_bytes(job, vc));
 }
 
 /* The next owed cluster, taken off the bitmap; false if none.  Locked. */
@@ -331,11 +337,27 @@ static bool __take_owed(struct chain_job *job, u64 *vc)
 	return true;
 }
 
-/* A background sync that did not copy: its cluster is owed.  Locked. */
-static void __owe_background(struct chain_job *job, struct chain_sync *s)
+/*
+ * A sync left the job: the last thing end_sync() and friends do, so that
+ * quiesce() (which sees the job idle only under job->lock) never frees
+ * the job under them.  Any context.
+ */
+static void sync_gone(struct chain_job *job, bool background, bool walk)
 {
-	job->bytes_total -= min(s->bytes, job->bytes_total);
-	__owe(job, s->vc);
+	unsigned long flags;
+
+	spin_lock_irqsave(&job->lock, flags);
+	if (!background) {
+		job->guest_syncs--;
+	} else if (!--job->in_flight && job->round_busy) {
+		ktime_t now = ktime_get();
+
+		job->rest_until = ktime_add(now, ktime_sub(now, job->round_start));
+	}
+	if (walk)
+		kick(job, 0);
+	wake_up(&job->idle);
+	spin_unlock_irqrestore(&job->lock, flags);
 }
 
 /*
@@ -360,7 +382,8 @@ static void __drop_background(struct chain_job *job, struct chain_sync *s)
 	list_del_init(&s->queue);
 	list_del(&s->bg);
 	job->in_flight--;
-	__owe_background(job, s);
+	if (!job->cancelled)
+		__owe(job, s->vc, s->bytes);
 }
 
 /*
@@ -373,26 +396,22 @@ static void end_sync(struct chain_sync *s, int error)
 	struct chain_sync *next = NULL;
 	struct bio *bio = s->bio;
 	bool background = !bio;
-	bool requeued = false, failed = false;
+	bool requeued = false, failed = false, event = false;
 	unsigned int percent;
-	bool event = false;
 
 	chain_leave_epoch(job->cc, &s->epoch);
 	spin_lock_irq(&job->lock);
 	hlist_del(&s->node);
-	if (!list_empty(&s->queue)) {
+	if (job->cancelled) {
+		/* run_retries() completes what waited, uncopied */
+		requeued = !list_empty(&s->queue);
+		list_splice_tail_init(&s->queue, &job->retry);
+	} else if (!list_empty(&s->queue)) {
 		next = list_first_entry(&s->queue, struct chain_sync, queue);
 		list_del_init(&s->queue);
 		/* the rest of the queue follows next */
 		list_splice_init(&s->queue, &next->queue);
-		if (job->cancelled) {
-			/* run_retries() completes it uncopied */
-			list_add_tail(&next->queue, &job->retry);
-			next = NULL;
-			requeued = true;
-		} else {
-			hlist_add_head(&next->node, sync_bucket(job, next->vc));
-		}
+		hlist_add_head(&next->node, sync_bucket(job, next->vc));
 	}
 	if (error && !job->cancelled) {
 		/*
@@ -400,21 +419,10 @@ static void end_sync(struct chain_sync *s, int error)
 		 * failed before the guest's write completes: a suspend that
 		 * waited for it never finds the job ready and owing.
 		 */
-		if (background)
-			__owe_background(job, s);
-		else
-			__owe(job, s->vc);
+		__owe(job, s->vc, background ? s->bytes : 0);
 		failed = __fail(job, error);
 	}
-	if (!background)
-		job->guest_syncs--;
 	if (background) {
-		job->in_flight--;
-		if (!job->in_flight && job->round_busy) {
-			ktime_t now = ktime_get();
-
-			job->rest_until = ktime_add(now, ktime_sub(now, job->round_start));
-		}
 		list_del(&s->bg);
 		if (!error) {
 			job->bytes_done = min(job->bytes_done + s->bytes,
@@ -440,9 +448,7 @@ static void end_sync(struct chain_sync *s, int error)
 		job_event(job);
 	if (next)
 		start_sync(next, NULL);
-	wake_up(&job->idle);
-	if (background || requeued)
-		kick(job, 0);
+	sync_gone(job, background, background || requeued);
 }
 
 static void sync_retry_or_fail(struct chain_sync *s, int error)
@@ -552,7 +558,8 @@ static void sync_zero(struct chain_sync *s, bool absent)
 		end_sync(s, 0);
 		return;
 	}
-	if (!s->bio && job->dest_zeroed) {
+	/* (an owed cluster may hold what the guest wrote before) */
+	if (!s->bio && !s->redo && READ_ONCE(job->dest_zeroed)) {
 		end_sync(s, 0);
 		return;
 	}
@@ -877,7 +884,7 @@ static bool needs_sync(struct chain_job *job, u64 vc, u64 *bytes)
 	case SRC_ZERO:
 		*bytes = 0;
 		return job->type == DM_CHAIN_JOB_STREAM || job->dest ||
-		       !job->dest_zeroed;
+		       !READ_ONCE(job->dest_zeroed);
 	case SRC_ABSENT:
 	default:
 		*bytes = 0;
@@ -885,15 +892,15 @@ static bool needs_sync(struct chain_job *job, u64 vc, u64 *bytes)
 			return false;
 		if (job->dest)
 			return dest_kind(job, vc, &host) != CHAIN_NONE;
-		return !job->dest_zeroed;
+		return !READ_ONCE(job->dest_zeroed);
 	}
 }
 
-static u64 count_bytes(struct chain_job *job, u64 from)
+static u64 count_bytes(struct chain_job *job, u64 from, u64 to)
 {
 	u64 vc, bytes, total = 0;
 
-	for (vc = from; vc < job->nr_clusters; vc++) {
+	for (vc = from; vc < to; vc++) {
 		if (needs_sync(job, vc, &bytes))
 			total += bytes;
 		if (!(vc & 4095))
@@ -969,7 +976,7 @@ static void run_retries(struct chain_job *job)
 		if (s->bio && dead) {
 			/* Failed: owed until 'job resume'; cancelled: moot. */
 			if (!job->cancelled)
-				__owe(job, s->vc);
+				__owe(job, s->vc, 0);
 			job->guest_syncs--;
 			list_move_tail(&s->queue, &done);
 		} else if (!s->bio && (dead || job->stopped)) {
@@ -1068,10 +1075,13 @@ static void do_job(struct work_struct *ws)
 		if (owed) {
 			/* The walk is done: copy what is owed, then ready. */
 			if (!job->nr_owed) {
-				if (!job->in_flight && list_empty(&job->retry))
+				if (!job->in_flight && list_empty(&job->retry)) {
+					/* all copied, whatever was counted */
+					job->bytes_done = job->bytes_total;
 					set_phase(job, is_mirroring_type(job->type) ?
 						  DM_CHAIN_PHASE_READY :
 						  DM_CHAIN_PHASE_COMPLETED);
+				}
 				spin_unlock_irq(&job->lock);
 				break;
 			}
@@ -1116,6 +1126,7 @@ static void do_job(struct work_struct *ws)
 
 		s = new_sync(job, vc, NULL, 0, 0);
 		s->bytes = bytes;
+		s->redo = owed;
 		spin_lock_irq(&job->lock);
 		list_add_tail(&s->bg, &job->bg_syncs);
 		spin_unlock_irq(&job->lock);
@@ -1210,16 +1221,17 @@ bool chain_job_end_io(struct chain_c *cc, struct bio *bio,
 		return false;
 	pb->mirrored = true;
 	spin_lock_irqsave(&job->lock, flags);
-	if (job->cancelled || pb->vcluster >= job->cursor) {
-		/* Cancelled, or the walk copies it when it gets there. */
-	} else if (job->phase == DM_CHAIN_PHASE_FAILED) {
-		__owe(job, pb->vcluster);	/* copied after 'job resume' */
-	} else if (job->phase == DM_CHAIN_PHASE_RUNNING ||
-		   job->phase == DM_CHAIN_PHASE_READY) {
-		/* kcopyd and the allocator want process context. */
-		bio_list_add(&job->bios, bio);
-		job->guest_syncs++;
-		synced = true;
+	/* Cancelled, or not walked yet (the walk copies it): nothing to do. */
+	if (!job->cancelled && pb->vcluster < job->cursor) {
+		if (job->phase == DM_CHAIN_PHASE_FAILED) {
+			__owe(job, pb->vcluster, 0);	/* after 'job resume' */
+		} else if (job->phase == DM_CHAIN_PHASE_RUNNING ||
+			   job->phase == DM_CHAIN_PHASE_READY) {
+			/* kcopyd and the allocator want process context. */
+			bio_list_add(&job->bios, bio);
+			job->guest_syncs++;
+			synced = true;
+		}
 	}
 	spin_unlock_irqrestore(&job->lock, flags);
 	if (synced)
@@ -1262,6 +1274,29 @@ static void fill_record(struct chain_job *job, struct dm_chain_job_record *rec,
 	/* chainadm's hint for the destination's path survives */
 	memcpy(rec->dest_hint, job->written.dest_hint, DM_CHAIN_JOB_HINT_SIZE);
 	rec->hint_len = job->written.hint_len;
+}
+
+/*
+ * Copy again from cluster from on; bytes_total grows by what the walk
+ * passed since.  May block.
+ */
+static void walk_back(struct chain_job *job, u64 from)
+{
+	u64 to;
+
+	spin_lock_irq(&job->lock);
+	to = job->cursor;
+	if (from < to) {
+		job->cursor = from;
+		WRITE_ONCE(job->dest_zeroed, false);
+	}
+	spin_unlock_irq(&job->lock);
+	if (from >= to)
+		return;
+	to = count_bytes(job, from, to);
+	spin_lock_irq(&job->lock);
+	job->bytes_total += to;
+	spin_unlock_irq(&job->lock);
 }
 
 /* The lowest cluster whose copy may not be durable yet.  job->lock held. */
@@ -1332,9 +1367,19 @@ int chain_job_commit(struct chain_c *cc)
 	if (job->dest && job->dest != cc->cmd)
 		release_dest_freed(job, &freed, !r);
 	if (r) {
-		/* The destination failed, the chain did not: it commits on. */
-		if (READ_ONCE(job->phase) != DM_CHAIN_PHASE_FAILED)
-			job_failed(job, r);
+		/*
+		 * The destination failed, the chain did not: it commits on.
+		 * Nothing copied since the last good commit is known to be
+		 * on the destination: the record keeps its cursor, and the
+		 * walk goes back to it (a mirroring job to the start: guest
+		 * writes went anywhere below the cursor).
+		 */
+		if (le32_to_cpu(job->written.magic) == DM_CHAIN_JOB_MAGIC)
+			cursor = min(cursor, le64_to_cpu(job->written.cursor));
+		else
+			cursor = 0;
+		walk_back(job, is_mirroring_type(job->type) ? 0 : cursor);
+		job_failed(job, r);
 	}
 	spin_lock_irq(&job->lock);
 	if (job->cancelled)
@@ -1419,7 +1464,7 @@ static struct chain_job *alloc_job(struct chain_c *cc)
 	return job;
 }
 
-static bool idle(struct chain_job *job)
+static bool job_idle(struct chain_job *job)
 {
 	bool r;
 
@@ -1448,7 +1493,7 @@ static void quiesce(struct chain_job *job)
 	 */
 	do {
 		kick(job, 0);
-	} while (!wait_event_timeout(job->idle, idle(job), HZ / 10));
+	} while (!wait_event_timeout(job->idle, job_idle(job), HZ / 10));
 	/* The last batch may still be ending its syncs, and kick the walk. */
 	if (job->batches)
 		for (i = 0; i < JOB_BATCHES; i++)
@@ -1594,11 +1639,17 @@ static int setup_job(struct chain_job *job, char *err, size_t err_len)
 	}
 }
 
+/*
+ * Start the walk at cursor; done and total are a restarted job's recorded
+ * figures (copies past its recorded cursor are counted again: total grows
+ * to match).
+ */
 static void begin(struct chain_job *job, u64 cursor, u64 done, u64 total)
 {
 	job->cursor = cursor;
-	job->bytes_total = total ? total : count_bytes(job, cursor);
-	job->bytes_done = min(done, job->bytes_total);
+	job->bytes_done = min(done, total);
+	job->bytes_total = max(total, job->bytes_done +
+				      count_bytes(job, cursor, job->nr_clusters));
 	job->percent = job->bytes_total ?
 		       div64_u64(job->bytes_done * 100, job->bytes_total) : 0;
 	if (job->phase == DM_CHAIN_PHASE_NONE)
@@ -1731,19 +1782,28 @@ bad:
 }
 
 /*
- * A finished job makes way for a new one.  I/O completions may still look
- * at cc->job, so the old one stays allocated (idle, its views closed)
- * until the target goes.  May block.
+ * A finished job makes way for next: nothing of it runs any more (its
+ * guest copies too) before its views close, and no commit is between
+ * the two.  I/O completions may still look at the old cc->job, so it
+ * stays allocated (idle, its views closed) until the target goes.  May
+ * block.
  */
-static void retire_job(struct chain_c *cc)
+static void replace_job(struct chain_c *cc, struct chain_job *next)
 {
 	struct chain_job *job = cc->job;
 
-	spin_lock_irq(&job->lock);
-	job->cancelled = true;		/* it takes no more guest writes */
-	spin_unlock_irq(&job->lock);
-	quiesce(job);
-	flush_work(&job->event_work);
+	if (job) {
+		spin_lock_irq(&job->lock);
+		job->cancelled = true;	/* it takes no more guest writes */
+		spin_unlock_irq(&job->lock);
+		quiesce(job);
+		flush_work(&job->event_work);
+	}
+	mutex_lock(&cc->commit_lock);
+	WRITE_ONCE(cc->job, next);
+	mutex_unlock(&cc->commit_lock);
+	if (!job)
+		return;
 	if (job->dest && job->dest != cc->cmd) {
 		release_dest_freed(job, &job->freed, false);
 		dm_chain_metadata_close(job->dest);
@@ -1753,6 +1813,8 @@ static void retire_job(struct chain_c *cc)
 	job->dest = NULL;
 	job->src = cc->cmd;
 	free_batches(job);
+	kvfree(job->owed);
+	job->owed = NULL;
 	job->retired = cc->retired_jobs;
 	cc->retired_jobs = job;
 }
@@ -1859,9 +1921,7 @@ static int start_message_job(struct chain_c *cc, enum dm_chain_job_type type,
 	}
 	begin(job, 0, 0, 0);
 	job->stopped = dm_suspended(cc->ti);
-	if (cc->job)
-		retire_job(cc);
-	WRITE_ONCE(cc->job, job);
+	replace_job(cc, job);
 	if (is_mirroring_type(type))
 		chain_wait_wide_writes(cc);
 	DMINFO("%s: %s job started: %llu bytes to copy", name,

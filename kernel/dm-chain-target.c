@@ -868,6 +868,7 @@ static void commit_and_complete(struct chain_c *cc)
 	LIST_HEAD(freed);
 	int r;
 
+	mutex_lock(&cc->commit_lock);
 	spin_lock_irq(&cc->lock);
 	waiters = cc->commit_waiters;
 	bio_list_init(&cc->commit_waiters);
@@ -892,6 +893,7 @@ static void commit_and_complete(struct chain_c *cc)
 	release_freed(cc, &freed, !r);
 	if (!r)
 		chain_job_committed(cc);
+	mutex_unlock(&cc->commit_lock);
 }
 
 void chain_commit_now(struct chain_c *cc)
@@ -929,7 +931,12 @@ static void do_commit_tick(struct work_struct *ws)
 	struct chain_c *cc = container_of(to_delayed_work(ws), struct chain_c,
 					  commit_work);
 
-	if (dm_chain_dirty(cc->cmd) || chain_job_wants_commit(cc)) {
+	bool due;
+
+	mutex_lock(&cc->commit_lock);	/* the job's views stay open */
+	due = dm_chain_dirty(cc->cmd) || chain_job_wants_commit(cc);
+	mutex_unlock(&cc->commit_lock);
+	if (due) {
 		spin_lock_irq(&cc->lock);
 		cc->commit_due = true;
 		spin_unlock_irq(&cc->lock);
@@ -1292,6 +1299,7 @@ static int chain_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	cc->nr_layers = nr;
 	spin_lock_init(&cc->lock);
 	spin_lock_init(&cc->epoch_lock);
+	mutex_init(&cc->commit_lock);
 	cc->epoch_seq = 1;	/* tickets start at 1: 0 means none yet */
 	cc->epoch_swept = 1;
 	bio_list_init(&cc->deferred);

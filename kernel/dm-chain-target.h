@@ -117,6 +117,12 @@ struct chain_c {
 	bool epoch_advance;		/* a ticket waits for epoch_seq to move */
 	unsigned int epoch_count[NR_EPOCHS];	/* by epoch % NR_EPOCHS */
 
+	/*
+	 * Held by every commit, and while a new job replaces cc->job and the
+	 * old one's views close: a commit sees one job, whole.
+	 */
+	struct mutex commit_lock;
+
 	struct workqueue_struct *wq;
 	struct work_struct worker;
 	struct delayed_work commit_work;

@@ -17,6 +17,8 @@
  * current header with generation + 1 goes into slot generation % 2, the
  * slot not holding the current header, followed by fsync.  A torn write
  * leaves that slot invalid and the old header (flag still set) current.
+ * The layer's lock (lock.h) is held meanwhile, so the rewrite waits for
+ * any chainadm command that has the layer in hand.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +28,7 @@
 #include <string.h>
 
 #include "layer.h"
+#include "lock.h"
 
 enum { OPT_CLEAR_NEEDS_CHECK = 0x100 };
 
@@ -198,6 +201,9 @@ int cmd_check(int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		return usage_error("expects one layer path");
+	/* A header rewrite waits for chainadm commands on the layer. */
+	if (ck.clear_needs_check && lock_layer_path(argv[optind]))
+		return EXIT_FAIL;
 	/* O_EXCL: never rewrite the header of a block device in use. */
 	if (layer_open(&ck.l, argv[optind],
 		       ck.clear_needs_check ? O_RDWR | O_EXCL : O_RDONLY))

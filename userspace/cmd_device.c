@@ -15,6 +15,7 @@
 #include "device.h"
 #include "job.h"
 #include "json.h"
+#include "lock.h"
 
 /* Table feature arguments, see Documentation/dm-chain.rst. */
 enum {
@@ -88,6 +89,7 @@ int cmd_create(int argc, char **argv)
 	};
 	bool layers = false, raw_base = false;
 	struct features f = { .n = 0 };
+	struct chain_source src;
 	char feat[FEATURES_LEN];
 	struct chain *c;
 	int opt, r = 0;
@@ -130,15 +132,16 @@ int cmd_create(int argc, char **argv)
 	if (check_name(argv[optind]))
 		return EXIT_USAGE;
 
+	src.paths = argv + optind + 1;
+	src.n = layers ? argc - optind - 1 : 0;
+	src.raw_base = raw_base;
 	c = chain_alloc();
 	if (!c)
 		return EXIT_FAIL;
-	r = layers ? chain_from_list(c, argv + optind + 1, argc - optind - 1, raw_base) :
-		     chain_discover(c, argv[optind + 1]);
 	dm_op_init();
 	features_str(&f, feat, sizeof(feat));
-	if (!r)
-		r = create_with_job(argv[optind], c, feat);
+	r = lock_device(argv[optind]) || chain_open_locked(c, &src) ||
+	    create_with_job(argv[optind], c, feat) ? -1 : 0;
 	chain_free(c);
 	return r ? EXIT_FAIL : EXIT_OK;
 }
@@ -178,6 +181,9 @@ int cmd_remove(int argc, char **argv)
 	if (optind != argc - 1)
 		return usage_error("expects one device name");
 	dm_op_init();
+	if (lock_device(argv[optind]))
+		return EXIT_FAIL;
+	test_stall("locked");
 	/* Only ever remove what is a chain device. */
 	if (load_chain_device(argv[optind], &line, &t))
 		return EXIT_FAIL;
@@ -361,29 +367,38 @@ int cmd_status(int argc, char **argv)
 	return EXIT_OK;
 }
 
+/*
+ * Refused during a block job: the new table would start the job again
+ * while the old one still runs it, over a view of its destination read
+ * before the swap.  Checked under the device's lock, so that no job
+ * started by another chainadm slips in before the swap.
+ */
 static int snapshot(const char *name, const char *overlay, uint64_t layer_size)
 {
-	struct dm_target_line line;
-	struct chain_table t;
+	struct chain_table *t;
+	struct live lv;
 	char *params = NULL;
 	struct stat st;
 	int fd = -1, r = -1;
 
-	if (load_chain_device(name, &line, &t))
+	if (live_lock(&lv, name, NULL))
 		return -1;
-	if (t.n == DM_CHAIN_MAX_LAYERS) {
+	t = &lv.t;
+	if (live_require_idle(&lv, "no snapshot during a block job"))
+		goto out;
+	if (t->n == DM_CHAIN_MAX_LAYERS) {
 		errmsg(name, "already has %u layers: commit or pull first",
 		       DM_CHAIN_MAX_LAYERS);
 		goto out;
 	}
-	if (format_over(overlay, layer_size, line.len, 0, &t, t.n - 1))
+	if (format_over(overlay, layer_size, lv.line.len, 0, t, t->n - 1))
 		goto out;
-	if (!attach_path(overlay, false, &t.dev[t.n], &fd)) {
-		t.n++;
-		params = table_format(&t);
+	if (!attach_path(overlay, false, &t->dev[t->n], &fd)) {
+		t->n++;
+		params = table_format(t);
 	}
 	if (params)
-		r = swap_table(name, line.len, params);
+		r = swap_table(name, lv.line.len, params);
 	if (r && !stat(overlay, &st) && !S_ISBLK(st.st_mode))
 		unlink(overlay);	/* a file this call created, never used */
 	if (!r)
@@ -392,8 +407,7 @@ static int snapshot(const char *name, const char *overlay, uint64_t layer_size)
 		close(fd);	/* the live table holds the loop device now */
 out:
 	free(params);
-	table_free(&t);
-	dm_target_line_free(&line);
+	live_close(&lv);
 	return r;
 }
 

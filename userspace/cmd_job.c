@@ -17,6 +17,14 @@
  *                      every header written is restored and the old table
  *                      resumed, so the device is as before
  *
+ * Every verb here holds the device's lock and its layers' (lock.h) from
+ * before it reads the device until it is done, except while it waits for
+ * a job's progress: then it holds none, and takes them again and reads
+ * the device again for the table change at the end.  A pivot and the end
+ * of a copy happen only from ready, as the kernel reports it while the
+ * device is suspended for the switch and as the active layer's record
+ * says then.
+ *
  * Layer indexes: the table counts from the bottom (0), users count virsh
  * style from the active layer (name[0]); live_find_layer() converts.
  */
@@ -32,6 +40,7 @@
 #include <sys/sysmacros.h>
 
 #include "device.h"
+#include "lock.h"
 #include "steps.h"
 
 /* Every option of the four verbs; a verb names the ones it takes. */
@@ -203,6 +212,66 @@ static int active_record(struct stack *s, struct job_record *rec,
 
 /* ---- ending a job */
 
+/* Completed, or ready for a job that has a ready phase. */
+static bool job_arrived(const struct chain_job_status *js)
+{
+	return !strcmp(js->phase, "completed") ||
+	       (job_has_ready(js->type) && !strcmp(js->phase, "ready"));
+}
+
+/* Why the job js cannot be pivoted or finished (what) now; opt: how. */
+static void not_ready(const char *name, const struct chain_job_status *js,
+		      const char *what, const char *opt)
+{
+	if (!strcmp(js->phase, "failed"))
+		errmsg(name, "the %s job failed: not %s; retry it with 'chainadm job %s --resume', then %s with 'chainadm job %s --wait --%s', or cancel it with 'chainadm job %s --abort'",
+		       js->type, what, name, opt, name, opt, name);
+	else
+		errmsg(name, "the %s job is %s (%u %%), not ready: not %s; wait until it is ready and %s with 'chainadm job %s --wait --%s'",
+		       js->type, js->phase, job_percent(js), what, opt, name, opt);
+}
+
+/*
+ * Under change_begin(): the job must be ready as the kernel reports it
+ * now (the device is suspended: it stays so until the resume) and as the
+ * record of the active layer says (the suspend committed it).  rec gets
+ * the record; what and opt as for not_ready().
+ */
+static int ready_suspended(struct change *ch, struct stack *s,
+			   struct job_record *rec, unsigned int want,
+			   unsigned int want2, const char *what, const char *opt)
+{
+	const char *name = ch->lv->name;
+	struct dm_target_line line;
+	struct chain_status st;
+	int r;
+
+	if (dm_op_status(name, &line))
+		return -1;
+	r = line.type && !strcmp(line.type, CHAIN_TARGET) ?
+	    status_parse(name, line.params, &st) : -1;
+	dm_target_line_free(&line);
+	if (r)
+		return -1;
+	if (!job_is_active(&st.job) || !job_has_ready(st.job.type)) {
+		errmsg(name, "has no active commit or copy any more (ended by someone else?): not %s; see chainadm status %s",
+		       what, name);
+		return -1;
+	}
+	if (strcmp(st.job.phase, "ready")) {
+		not_ready(name, &st.job, what, opt);
+		return -1;
+	}
+	if (active_record(s, rec, want, want2))
+		return -1;
+	if (rec->phase != DM_CHAIN_PHASE_READY) {
+		errmsg(name, "the kernel reports the job ready, but the record of the active layer says %s (not written yet: the metadata is read-only?): not %s; see chainadm status %s",
+		       job_phase_name(rec->phase), what, name);
+		return -1;
+	}
+	return 0;
+}
+
 /* A completed stream or commit: drop the layers it made redundant. */
 static int complete(struct live *lv)
 {
@@ -270,7 +339,7 @@ static int pivot(struct live *lv)
 {
 	struct change ch;
 	struct stack s;
-	struct job_record rec;
+	struct job_record rec = { .present = false };
 	struct layer *act = NULL;
 	struct dm_chain_layer_info info;
 	bool mirror;
@@ -279,13 +348,8 @@ static int pivot(struct live *lv)
 	if (change_begin(&ch, lv))
 		return -1;
 	live_stack(&s, &ch);
-	r = active_record(&s, &rec, DM_CHAIN_JOB_ACTIVE_COMMIT, DM_CHAIN_JOB_MIRROR);
-	if (!r && rec.phase != DM_CHAIN_PHASE_READY &&
-	    rec.phase != DM_CHAIN_PHASE_RUNNING) {
-		errmsg(lv->name, "the job record says %s: not pivoting; wait until the job is ready (chainadm job %s --wait) and pivot again",
-		       job_phase_name(rec.phase), lv->name);
-		r = -1;
-	}
+	r = ready_suspended(&ch, &s, &rec, DM_CHAIN_JOB_ACTIVE_COMMIT,
+			    DM_CHAIN_JOB_MIRROR, "pivoting", "pivot");
 	mirror = rec.type == DM_CHAIN_JOB_MIRROR;
 	if (!r) {
 		r = steps_pivot_intent(&s, &rec);
@@ -317,11 +381,16 @@ static int pivot(struct live *lv)
 static int finish_mirror(struct live *lv)
 {
 	struct change ch;
+	struct stack s;
+	struct job_record rec;
 	int r;
 
 	if (change_begin(&ch, lv))
 		return -1;
-	if (!dm_op_message(lv->name, "job cancel", NULL))
+	live_stack(&s, &ch);
+	if (!ready_suspended(&ch, &s, &rec, DM_CHAIN_JOB_MIRROR,
+			     DM_CHAIN_JOB_MIRROR, "finishing", "finish") &&
+	    !dm_op_message(lv->name, "job cancel", NULL))
 		ch.params = table_without(lv, lv->t.n - 1, lv->t.n, "");
 	r = change_commit(&ch);
 	change_end(&ch);
@@ -428,28 +497,67 @@ static int finish_json(struct live *lv, const struct job_opts *o,
 /* ---- waiting, then ending the job as asked */
 
 /*
- * Wait for the job to complete (stream, commit) or be ready (active
- * commit, copy), then: apply a completion; pivot, finish or keep the
- * overlay if asked; otherwise leave the ready job running.
+ * Wait until the job completes (stream, commit) or is ready (active
+ * commit, copy), without the locks: a long job must not keep other
+ * commands from the device.  Then take them again and read the device
+ * again: 0 when the job is still there and has arrived, else an exit
+ * code (with --json, the job printed).
+ */
+static int wait_arrived(struct live *lv, const struct job_opts *o)
+{
+	struct chain_job_status js = lv->s.job;
+	char type[sizeof(js.type)];
+	int rc;
+
+	snprintf(type, sizeof(type), "%s", js.type);
+	for (;;) {
+		unlock_all();
+		rc = job_wait(lv->name, o->progress, &js);
+		if (rc)
+			return finish_json(lv, o, rc == EXIT_JOB_GONE ? "gone" : "failed",
+					   rc);
+		if (live_relock(lv))
+			return EXIT_FAIL;
+		js = lv->s.job;
+		if (!job_is_active(&js) || strcmp(js.type, type)) {
+			errmsg(lv->name, "the %s job is gone: ended by another chainadm while this one waited; see chainadm status %s",
+			       type, lv->name);
+			return finish_json(lv, o, "gone", EXIT_JOB_GONE);
+		}
+		if (job_arrived(&js))
+			return 0;
+		/* It moved on between the wait and the locks: wait again. */
+	}
+}
+
+/*
+ * With --wait, wait for the job to complete or be ready; then, under the
+ * locks: apply a completion; pivot, finish or keep the overlay if asked
+ * (refused unless the job is ready); otherwise leave the ready job
+ * running.
  */
 static int conclude(struct live *lv, const struct job_opts *o)
 {
-	struct chain_job_status js = lv->s.job;
+	const struct chain_job_status *js = &lv->s.job;
 	const char *result;
-	bool copy = !strcmp(js.type, "mirror");
+	bool copy = !strcmp(js->type, "mirror");
 	int rc;
 
-	rc = job_wait(lv->name, o->progress, &js);
-	if (rc)
-		return finish_json(lv, o, rc == EXIT_JOB_GONE ? "gone" : "failed",
-				   rc);
-	if (reload(lv))
-		return EXIT_FAIL;
-	if (!strcmp(js.phase, "completed")) {
+	if (HAS(o, O_WAIT)) {
+		rc = wait_arrived(lv, o);
+		if (rc)
+			return rc;
+	}
+	if (!strcmp(js->phase, "completed")) {
 		if (complete(lv))
 			return EXIT_FAIL;
-		say(o, "%s complete", strcmp(js.type, "stream") ? "Commit" : "Pull");
+		say(o, "%s complete", strcmp(js->type, "stream") ? "Commit" : "Pull");
 		result = "completed";
+	} else if (strcmp(js->phase, "ready")) {
+		/* job --pivot or --finish without --wait */
+		not_ready(lv->name, js, HAS(o, O_PIVOT) ? "pivoting" : "finishing",
+			  HAS(o, O_PIVOT) ? "pivot" : "finish");
+		return EXIT_FAIL;
 	} else if (HAS(o, O_PIVOT)) {
 		if (pivot(lv))
 			return EXIT_FAIL;
@@ -489,13 +597,16 @@ static int started(struct live *lv, const struct job_opts *o, const char *what)
 	return conclude(lv, o);
 }
 
-/* Open the device for a new job: jobs supported, none running. */
-static int open_idle(struct live *lv, const char *name)
+/*
+ * Open the device for a new job, under its locks (and extra's, a layer
+ * the job will use): jobs supported, none there.
+ */
+static int open_idle(struct live *lv, const char *name, const char *extra)
 {
 	dm_op_init();
-	if (live_open(lv, name))
+	if (live_lock(lv, name, extra))
 		return -1;
-	if (!live_require_jobs(lv) && !live_require_idle(lv))
+	if (!live_require_jobs(lv) && !live_require_idle(lv, "one job at a time"))
 		return 0;
 	live_close(lv);
 	return -1;
@@ -572,7 +683,7 @@ int cmd_pull(int argc, char **argv)
 		return r > 0 ? EXIT_OK : EXIT_USAGE;
 	if (argc - optind != 1)
 		return usage_error("expects one device name");
-	if (open_idle(&lv, argv[optind]))
+	if (open_idle(&lv, argv[optind], NULL))
 		return EXIT_FAIL;
 	r = pull_base(&lv, o.base, &base);
 	if (!r && base != NO_LAYER)
@@ -681,7 +792,7 @@ int cmd_commit(int argc, char **argv)
 	/* As in virsh: either implies an active commit that is waited for. */
 	if (HAS(&o, O_PIVOT) || HAS(&o, O_KEEP_OVERLAY))
 		o.given |= OPT(O_ACTIVE) | OPT(O_WAIT);
-	if (open_idle(&lv, argv[optind]))
+	if (open_idle(&lv, argv[optind], NULL))
 		return EXIT_FAIL;
 	r = commit_layers(&lv, &o, &top, &base) ||
 	    check_base_shared(&lv, base, &o) || writable_base(&lv, base) ? -1 : 0;
@@ -983,7 +1094,7 @@ int cmd_copy(int argc, char **argv)
 		o.given |= OPT(O_WAIT);
 	d.path = argv[optind + 1];
 	d.raw = HAS(&o, O_RAW);
-	if (open_idle(&lv, argv[optind]))
+	if (open_idle(&lv, argv[optind], d.path))
 		return EXIT_FAIL;
 	r = -1;
 	if (!lv.s.has_clusters) {
@@ -1027,8 +1138,7 @@ static int check_job_actions(struct job_opts *o)
 		return usage_error("--wait applies to a running job: not with --pause or --abort");
 	if (!(o->given & (JOB_ACTIONS | OPT(O_BANDWIDTH) | OPT(O_WAIT))))
 		o->given |= OPT(O_INFO);
-	if (HAS(o, O_PIVOT) || HAS(o, O_FINISH))
-		o->given |= OPT(O_WAIT);
+	/* As virsh blockjob: --pivot and --finish want a ready job. */
 	return 0;
 }
 
@@ -1060,7 +1170,7 @@ static int job_action(struct live *lv, const struct job_opts *o)
 		say(o, "%s aborted", job_label(type));
 		return finish_json(lv, o, "aborted", EXIT_OK);
 	}
-	if (HAS(o, O_WAIT))
+	if (HAS(o, O_WAIT) || HAS(o, O_PIVOT) || HAS(o, O_FINISH))
 		return reload(lv) ? EXIT_FAIL : conclude(lv, o);
 	return EXIT_OK;
 }
@@ -1079,7 +1189,9 @@ int cmd_job(int argc, char **argv)
 	if (check_job_actions(&o))
 		return EXIT_USAGE;
 	dm_op_init();
-	if (live_open(&lv, argv[optind]))
+	/* A read-out takes no lock: it never waits for another command. */
+	if (HAS(&o, O_INFO) ? live_open(&lv, argv[optind]) :
+			      live_lock(&lv, argv[optind], NULL))
 		return EXIT_FAIL;
 	if (live_require_jobs(&lv))
 		r = EXIT_FAIL;

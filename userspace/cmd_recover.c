@@ -28,6 +28,9 @@
  *     copy is assembled without dest_zeroed, and the flag is cleared in
  *     the record: writes before a crash may have reached the destination,
  *     which then no longer reads zeros.
+ *
+ * Like every table change, under the device's lock and those of the
+ * chain's layers and of a copy's destination (chain_open_locked()).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,6 +40,7 @@
 #include <string.h>
 
 #include "device.h"
+#include "lock.h"
 #include "steps.h"
 
 /* The chain opened offline as a struct stack (steps.c). */
@@ -319,6 +323,7 @@ int cmd_recover(int argc, char **argv)
 		{ "help",	no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
+	struct chain_source src = { .n = 0 };
 	struct dm_info info;
 	struct chain *c;
 	int opt, r;
@@ -333,17 +338,18 @@ int cmd_recover(int argc, char **argv)
 	if (check_name(argv[optind]))
 		return EXIT_USAGE;
 	dm_op_init();
-	if (dm_op_probe(argv[optind], &info))
+	if (lock_device(argv[optind]) || dm_op_probe(argv[optind], &info))
 		return EXIT_FAIL;
 	if (info.exists) {
 		errmsg(argv[optind], "exists: recover assembles the device from its layers; remove it first (chainadm remove %s), or see chainadm job %s",
 		       argv[optind], argv[optind]);
 		return EXIT_FAIL;
 	}
+	src.paths = argv + optind + 1;
 	c = chain_alloc();
 	if (!c)
 		return EXIT_FAIL;
-	r = chain_discover(c, argv[optind + 1]) ||
+	r = chain_open_locked(c, &src) ||
 	    assemble_recorded(argv[optind], c, "", true) ? EXIT_FAIL : EXIT_OK;
 	chain_free(c);
 	return r;

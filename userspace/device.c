@@ -12,6 +12,10 @@
  * constructor.  A file layer is written through its own path, never
  * through the loop device (lower layers are attached read-only), after
  * checking that the file is the one behind the loop device.
+ *
+ * Whatever changes a device does so under its lock and those of its
+ * layers (lock.h), taken before the table is read: live_lock() for a
+ * live device, chain_open_locked() for one being assembled.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +28,7 @@
 
 #include "device.h"
 #include "job.h"
+#include "lock.h"
 
 int load_chain_device(const char *name, struct dm_target_line *line,
 		      struct chain_table *t)
@@ -191,6 +196,66 @@ out:
 	return r;
 }
 
+static int chain_build(struct chain *c, const struct chain_source *src)
+{
+	return src->n ? chain_from_list(c, src->paths, src->n, src->raw_base) :
+			chain_discover(c, src->paths[0]);
+}
+
+/* The layers of c and the destination of a copy its top records. */
+static int chain_lockset(const struct chain *c, struct lockset *ls,
+			 char *dest)
+{
+	const struct layer *top = &c->layer[c->n - 1];
+	struct job_record rec = { .present = false };
+	struct obj_id id;
+	unsigned int i;
+
+	lockset_init(ls);
+	for (i = 0; i < c->n; i++)
+		if (obj_identity(c->layer[i].fd, c->layer[i].path, &id) ||
+		    lockset_add_id(ls, &id, c->layer[i].path))
+			return -1;
+	if (!top->raw && job_record_get(&top->info, top->path, &rec))
+		return -1;
+	if (!rec.present || rec.type != DM_CHAIN_JOB_MIRROR || !rec.dest_hint[0])
+		return 0;
+	strcpy(dest, rec.dest_hint);
+	return lockset_add_path(ls, dest);
+}
+
+/*
+ * Read the chain, lock what it names, read it again: done when what was
+ * read under the locks is what they cover (a concurrent table change of
+ * another device may have relinked the layers before they were locked).
+ */
+#define CHAIN_LOCK_TRIES	5
+
+int chain_open_locked(struct chain *c, const struct chain_source *src)
+{
+	char dest[DM_CHAIN_JOB_HINT_SIZE + 1];
+	struct lockset ls;
+	unsigned int tries;
+
+	for (tries = 0;; tries++) {
+		if (chain_build(c, src) || chain_lockset(c, &ls, dest))
+			return -1;
+		if (tries && lock_holds(&ls))
+			break;
+		if (tries == CHAIN_LOCK_TRIES) {
+			errmsg(src->paths[0], "the chain changed %u times while chainadm read it (other chainadm commands are changing its layers): try again",
+			       tries);
+			return -1;
+		}
+		unlock_layers();
+		if (lock_layers(&ls))
+			return -1;
+		chain_remove(c, 0, c->n - 1);
+	}
+	test_stall("locked");
+	return 0;
+}
+
 int live_open(struct live *lv, const char *name)
 {
 	struct dm_target_line sline;
@@ -228,19 +293,77 @@ int live_require_jobs(const struct live *lv)
 	return -1;
 }
 
-int live_require_idle(const struct live *lv)
+int live_lock(struct live *lv, const char *name, const char *extra)
+{
+	struct lockset ls;
+	unsigned int i;
+
+	if (lock_device(name))
+		return -1;
+	if (live_open(lv, name))
+		goto fail;
+	lockset_init(&ls);
+	for (i = 0; i < lv->t.n; i++)
+		if (lockset_add_dev(&ls, lv->t.dev[i]))
+			goto fail;
+	if ((lv->t.mirror.present && lockset_add_dev(&ls, lv->t.mirror.dest)) ||
+	    (extra && lockset_add_path(&ls, extra)) || lock_layers(&ls))
+		goto fail;
+	test_stall("locked");
+	return 0;
+fail:
+	live_close(lv);
+	unlock_all();
+	return -1;
+}
+
+int live_relock(struct live *lv)
+{
+	const char *name = lv->name;
+
+	live_close(lv);
+	unlock_all();
+	return live_lock(lv, name, NULL);
+}
+
+/* The commands that end the job js of device name. */
+static void job_advice(const struct chain_job_status *js, const char *name,
+		       char *buf, size_t len)
+{
+	if (!strcmp(js->phase, "completed"))
+		snprintf(buf, len, "apply its table change with 'chainadm job %s --wait'",
+			 name);
+	else if (!strcmp(js->phase, "failed"))
+		snprintf(buf, len, "retry it with 'chainadm job %s --resume --wait', or cancel it with 'chainadm job %s --abort'",
+			 name, name);
+	else if (!strcmp(js->phase, "paused"))
+		snprintf(buf, len, "go on with 'chainadm job %s --resume --wait', or cancel it with 'chainadm job %s --abort'",
+			 name, name);
+	else if (job_has_ready(js->type))
+		snprintf(buf, len, "end it with 'chainadm job %s --wait --pivot' (or --finish), or cancel it with 'chainadm job %s --abort'",
+			 name, name);
+	else
+		snprintf(buf, len, "wait until it completes with 'chainadm job %s --wait', or cancel it with 'chainadm job %s --abort'",
+			 name, name);
+}
+
+int live_require_idle(const struct live *lv, const char *refused)
 {
 	const struct chain_job_status *js = &lv->s.job;
+	char advice[512];
 
-	if (!job_is_active(js))
-		return 0;
-	if (!strcmp(js->phase, "completed"))
-		errmsg(lv->name, "a %s job has completed but its table change is pending: apply it with 'chainadm job %s --wait' first",
-		       js->type, lv->name);
-	else
-		errmsg(lv->name, "a %s job is already %s: one job at a time; see 'chainadm job %s' (--wait, --abort)",
-		       js->type, js->phase, lv->name);
-	return -1;
+	if (job_is_active(js)) {
+		job_advice(js, lv->name, advice, sizeof(advice));
+		errmsg(lv->name, "the %s job is %s: %s; %s", js->type, js->phase,
+		       refused, advice);
+		return -1;
+	}
+	if (lv->t.mirror.present) {
+		errmsg(lv->name, "the table still names the destination of a cancelled copy: %s; end the copy with 'chainadm job %s --abort'",
+		       refused, lv->name);
+		return -1;
+	}
+	return 0;
 }
 
 /* "name[N]": 1 with *idx set, 0 if spec has not that form, -1. */
@@ -409,7 +532,10 @@ int change_begin(struct change *ch, struct live *lv)
 	txn_init(&ch->txn);
 	if (dm_op_suspend(lv->name))
 		return -1;
-	/* Another chainadm may have swapped the table since we read it. */
+	/*
+	 * Under the locks no chainadm swaps the table since we read it, but
+	 * dmsetup may have.
+	 */
 	if (dm_op_table(lv->name, &line)) {
 		resume_or_report(lv->name);
 		return -1;
@@ -417,7 +543,7 @@ int change_begin(struct change *ch, struct live *lv)
 	same = line.params && !strcmp(line.params, lv->line.params);
 	dm_target_line_free(&line);
 	if (!same) {
-		errmsg(lv->name, "the table changed while chainadm worked on it (another chainadm?): nothing done; look at chainadm status %s",
+		errmsg(lv->name, "the table changed while chainadm worked on it (dmsetup by hand?): nothing done; look at chainadm status %s",
 		       lv->name);
 		resume_or_report(lv->name);
 		return -1;

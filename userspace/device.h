@@ -69,13 +69,27 @@ struct live {
 
 int live_open(struct live *lv, const char *name);
 void live_close(struct live *lv);
+
+/*
+ * live_open() under the locks (lock.h): the device's lock, then those of
+ * its layers, of its mirror destination and of extra (a path or NULL; a
+ * path that does not exist yet is the caller's to create, with O_EXCL).
+ * Nothing another chainadm does changes the device until unlock_all() or
+ * the end of the process.
+ */
+int live_lock(struct live *lv, const char *name, const char *extra);
+/* After a wait without the locks: take them again and read the device. */
+int live_relock(struct live *lv);
 /* Open the header of a table device read-only (O_DIRECT) and load it. */
 int live_read_header(dev_t dev, struct layer *l);
 
 /* Refuse a module without block jobs. */
 int live_require_jobs(const struct live *lv);
-/* Refuse if a job is there, naming it and what to do. */
-int live_require_idle(const struct live *lv);
+/*
+ * Refuse if a job is there (or a copy's destination is still in the
+ * table): "<name>: the <type> job is <phase>: <refused>; <what to do>".
+ */
+int live_require_idle(const struct live *lv, const char *refused);
 
 /*
  * The table index of a layer given as name[N] (N = 0 the active layer,
@@ -129,6 +143,19 @@ void change_end(struct change *ch);
 /* The table lv->t with layers [0, keep_low] and [keep_high, n-1] only. */
 char *table_without(const struct live *lv, unsigned int keep_low,
 		    unsigned int keep_high, const char *extra_features);
+
+/*
+ * For create and recover, with the device's lock held: the chain from
+ * its top layer, or from layers listed bottom first, read while the locks
+ * of its layers and of a copy destination its top records are held.
+ */
+struct chain_source {
+	char *const *paths;
+	unsigned int n;		/* 0: discover the chain from paths[0], its top */
+	bool raw_base;		/* a list's paths[0] is a raw device */
+};
+
+int chain_open_locked(struct chain *c, const struct chain_source *src);
 
 /* cmd_device.c: refuse what cannot be a dm device name (usage error). */
 int check_name(const char *name);

@@ -2,15 +2,17 @@
 /*
  * chainadm: administer dm-chain layers and devices.
  *
- *   chainadm <verb> [options] <args>
+ *   chainadm [--nowait] <verb> [options] <args>
  *
  * One table entry per verb; each handler parses its own options with
- * getopt_long and returns an exit code (chainadm.h, chainadm(8)).
+ * getopt_long and returns an exit code (chainadm.h, chainadm(8)).  The
+ * global options, before the verb, apply to every verb (lock.h).
  */
 #include <getopt.h>
 #include <string.h>
 
 #include "chainadm.h"
+#include "lock.h"
 
 #define CHAINADM_VERSION "0.1"
 
@@ -131,11 +133,14 @@ static int main_help(FILE *f)
 {
 	unsigned int i;
 
-	fprintf(f, "\nUsage:\n chainadm <verb> [options] <args>\n\n"
+	fprintf(f, "\nUsage:\n chainadm [--nowait] <verb> [options] <args>\n\n"
 		"Administer dm-chain layers and devices.\n\nVerbs:\n");
 	for (i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		fprintf(f, " %-10s %s\n", verbs[i].name, verbs[i].summary);
-	fprintf(f, "\nOptions:\n -h, --help     display this help\n"
+	fprintf(f, "\nOptions:\n"
+		"     --nowait   if another chainadm works on the device or a layer,\n"
+		"                fail at once, naming it, instead of waiting\n"
+		" -h, --help     display this help\n"
 		" -V, --version  display version\n\n"
 		"Run 'chainadm <verb> --help' for the options of a verb.\n"
 		"See chainadm(8).\n");
@@ -146,24 +151,34 @@ int main(int argc, char **argv)
 {
 	static char argv0[64];
 	unsigned int i;
+	int arg;
 
-	if (argc < 2)
-		return main_help(stderr);
-	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))
-		return main_help(stdout);
-	if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
-		printf("chainadm %s\n", CHAINADM_VERSION);
-		return EXIT_OK;
+	lock_set_command(argc, argv);
+	/* Global options come before the verb. */
+	for (arg = 1; arg < argc && argv[arg][0] == '-'; arg++) {
+		if (!strcmp(argv[arg], "-h") || !strcmp(argv[arg], "--help"))
+			return main_help(stdout);
+		if (!strcmp(argv[arg], "-V") || !strcmp(argv[arg], "--version")) {
+			printf("chainadm %s\n", CHAINADM_VERSION);
+			return EXIT_OK;
+		}
+		if (strcmp(argv[arg], "--nowait")) {
+			fprintf(stderr, "chainadm: unknown option '%s'\n", argv[arg]);
+			return main_help(stderr);
+		}
+		lock_nowait = true;
 	}
+	if (arg == argc)
+		return main_help(stderr);
 	for (i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
-		if (strcmp(argv[1], verbs[i].name))
+		if (strcmp(argv[arg], verbs[i].name))
 			continue;
 		current_verb = &verbs[i];
 		/* getopt prefixes its messages with argv[0]. */
 		snprintf(argv0, sizeof(argv0), "chainadm %s", verbs[i].name);
-		argv[1] = argv0;
-		return verbs[i].handler(argc - 1, argv + 1);
+		argv[arg] = argv0;
+		return verbs[i].handler(argc - arg, argv + arg);
 	}
-	fprintf(stderr, "chainadm: unknown verb '%s'\n", argv[1]);
+	fprintf(stderr, "chainadm: unknown verb '%s'\n", argv[arg]);
 	return main_help(stderr);
 }

@@ -26,12 +26,16 @@
 #   9 cancel while a guest write's copy is held by a slow base, then a
 #     new job at once: the cancel waits for the copy (before the fix the
 #     new job closed the destination under it: NULL dereference)
+#  10 raw mirror to a destination known to read zeros (dest_zeroed): a
+#     cluster it holds is zeroed by the guest while the destination fails;
+#     resumed, the owed cluster is zeroed there too, not skipped as
+#     "reads zeros already"
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 
 require_root
 require_guest
-require_cmd dmsetup losetup python3 cmp
+require_cmd dmsetup losetup blkdiscard cmp
 chain_load_module || die "cannot load dm-chain"
 modprobe dm-delay || skip_all "no dm-delay"
 modprobe loop
@@ -53,12 +57,16 @@ on_exit dm_remove jr
 on_exit dm_remove jr-chk
 cd "$W" || die "no scratch"
 
-tap_plan 29
+# make stress (STRESS=1): the same cases, RESTART_ROUNDS rounds (default
+# 10), with other random data each time.
+ROUNDS=1
+[ "${STRESS:-0}" = 1 ] && ROUNDS=${RESTART_ROUNDS:-10}
+tap_plan $((31 * ROUNDS + 1))
 
-# put MODEL CLUSTER COUNT SEED : flushed pseudo-random clusters on $D and
-# in MODEL.
+# put MODEL CLUSTER COUNT TAG : flushed random clusters on $D and in
+# MODEL (TAG names the write in the script).
 put() {
-	python3 -c "import random,sys;sys.stdout.buffer.write(random.Random($4).randbytes($3*$CL))" > wbuf
+	head -c $(($3 * CL)) /dev/urandom > wbuf
 	dd if=wbuf of=$D bs=64k seek="$2" oflag=direct conv=fsync status=none ||
 		die "writing clusters $2.. failed"
 	dd if=wbuf of="$1" bs=64k seek="$2" conv=notrunc status=none
@@ -140,154 +148,177 @@ top_alone() {
 	return $r
 }
 
-# ---- 1. active commit, ready, restarted
-fresh
-jr_table $FULL
-dmsetup message jr 0 commit 2 0
-wait_job_phase jr 60 ready || die "the active commit never got ready"
-restart
-tap_check "1 a ready active commit comes back running, not ready with nothing copied" \
-	test "$(phase)" != ready -o "$(job_field jr done)" -gt 0
-put model 0 2 11; put model 20 2 12; put model 105 3 13
-wait_job_phase jr 60 ready
-tap_check "1 ready again, the base holds every write (before and after the restart)" \
-	alone_is "0 $SECTORS chain 1 chain $FB" model
+# one_round : cases 1-10 (31 checks).
+one_round() {
+	# ---- 1. active commit, ready, restarted
+	fresh
+	jr_table $FULL
+	dmsetup message jr 0 commit 2 0
+	wait_job_phase jr 60 ready || die "the active commit never got ready"
+	restart
+	tap_check "1 a ready active commit comes back running, not ready with nothing copied" \
+		test "$(phase)" != ready -o "$(job_field jr done)" -gt 0
+	put model 0 2 11; put model 20 2 12; put model 105 3 13
+	wait_job_phase jr 60 ready
+	tap_check "1 ready again, the base holds every write (before and after the restart)" \
+		alone_is "0 $SECTORS chain 1 chain $FB" model
 
-# ---- 2. active commit, the base fails while ready, resumed
-fresh
-jr_table $FULL
-dmsetup message jr 0 commit 2 0
-wait_job_phase jr 60 ready || die "the active commit never got ready"
-retable jr-fb "0 $(dev_sectors "$B") error"
-put model 30 2 21		# copied to the base: fails, retried, fails
-tap_check "2 a failed copy stops the job: failed" wait_job_phase jr 30 failed
-put model 5 1 22; put model 75 1 23; put model 30 1 24
-# (reads of the base's own clusters, 10..39, need the failed device)
-tap_check "2 the guest's I/O that does not need the base works while failed" \
-	cmp -n $(((NC - 40) * CL)) <(dd if=$D bs=64k skip=40 status=none) \
-	    <(dd if=model bs=64k skip=40 status=none)
-retable jr-fb "0 $(dev_sectors "$B") linear $B 0"
-dmsetup message jr 0 job resume
-tap_check "2 healed and resumed: ready" wait_job_phase jr 60 ready
-tap_check "2 the base holds the writes made while failed" \
-	alone_is "0 $SECTORS chain 1 chain $FB" model
-errors=$(job_field jr errors)
-log "2: errors counted: $errors"
-tap_check "2 the error count: each of 1..64 failed syncs tried 4 times" \
-	test $((errors % 4)) = 0 -a "$errors" -ge 4 -a "$errors" -le 256
+	# ---- 2. active commit, the base fails while ready, resumed
+	fresh
+	jr_table $FULL
+	dmsetup message jr 0 commit 2 0
+	wait_job_phase jr 60 ready || die "the active commit never got ready"
+	retable jr-fb "0 $(dev_sectors "$B") error"
+	put model 30 2 21		# copied to the base: fails, retried, fails
+	tap_check "2 a failed copy stops the job: failed" wait_job_phase jr 30 failed
+	put model 5 1 22; put model 75 1 23; put model 30 1 24
+	# (reads of the base's own clusters, 10..39, need the failed device)
+	tap_check "2 the guest's I/O that does not need the base works while failed" \
+		cmp -n $(((NC - 40) * CL)) <(dd if=$D bs=64k skip=40 status=none) \
+		    <(dd if=model bs=64k skip=40 status=none)
+	retable jr-fb "0 $(dev_sectors "$B") linear $B 0"
+	dmsetup message jr 0 job resume
+	tap_check "2 healed and resumed: ready" wait_job_phase jr 60 ready
+	tap_check "2 the base holds the writes made while failed" \
+		alone_is "0 $SECTORS chain 1 chain $FB" model
+	errors=$(job_field jr errors)
+	log "2: errors counted: $errors"
+	tap_check "2 the error count: each of 1..64 failed syncs tried 4 times" \
+		test $((errors % 4)) = 0 -a "$errors" -ge 4 -a "$errors" -le 256
 
-# ---- 3. raw mirror, the destination fails while ready, resumed
-fresh
-retable jr-fd "0 $(dev_sectors "$R") linear $R 0"
-jr_table $FULL 4 mirror $FD raw full
-wait_job_phase jr 60 ready || die "the raw mirror never got ready"
-retable jr-fd "0 $(dev_sectors "$R") error"
-put model 12 1 31
-tap_check "3 the raw mirror stops: failed" wait_job_phase jr 30 failed
-put model 13 1 32; put model 101 2 33
-retable jr-fd "0 $(dev_sectors "$R") linear $R 0"
-dmsetup message jr 0 job resume
-tap_check "3 healed and resumed: ready" wait_job_phase jr 60 ready
-put model 14 1 34
-tap_check "3 the raw destination holds every write" \
-	alone_is "0 $SECTORS linear $FD 0" model
+	# ---- 3. raw mirror, the destination fails while ready, resumed
+	fresh
+	retable jr-fd "0 $(dev_sectors "$R") linear $R 0"
+	jr_table $FULL 4 mirror $FD raw full
+	wait_job_phase jr 60 ready || die "the raw mirror never got ready"
+	retable jr-fd "0 $(dev_sectors "$R") error"
+	put model 12 1 31
+	tap_check "3 the raw mirror stops: failed" wait_job_phase jr 30 failed
+	put model 13 1 32; put model 101 2 33
+	retable jr-fd "0 $(dev_sectors "$R") linear $R 0"
+	dmsetup message jr 0 job resume
+	tap_check "3 healed and resumed: ready" wait_job_phase jr 60 ready
+	put model 14 1 34
+	tap_check "3 the raw destination holds every write" \
+		alone_is "0 $SECTORS linear $FD 0" model
 
-# ---- 4. mirror to a chain layer, failed, restarted while failed
-fresh
-jr_table $FULL 4 mirror $FD chain full
-wait_job_phase jr 60 ready || die "the mirror never got ready"
-retable jr-fd "0 $(dev_sectors "$M") error"
-put model 50 1 41
-wait_job_phase jr 30 failed || die "the mirror did not fail"
-put model 51 2 42
-# (while it fails, the destination's header cannot be read: no table)
-retable jr-fd "0 $(dev_sectors "$M") linear $M 0"
-restart
-tap_check "4 a failed mirror comes back failed" test "$(phase)" = failed
-put model 52 1 43
-dmsetup message jr 0 job resume
-tap_check "4 healed and resumed: ready" wait_job_phase jr 60 ready
-tap_check "4 the destination holds every write" \
-	alone_is "0 $SECTORS chain 1 chain $FD" model
+	# ---- 4. mirror to a chain layer, failed, restarted while failed
+	fresh
+	jr_table $FULL 4 mirror $FD chain full
+	wait_job_phase jr 60 ready || die "the mirror never got ready"
+	retable jr-fd "0 $(dev_sectors "$M") error"
+	put model 50 1 41
+	wait_job_phase jr 30 failed || die "the mirror did not fail"
+	put model 51 2 42
+	# (while it fails, the destination's header cannot be read: no table)
+	retable jr-fd "0 $(dev_sectors "$M") linear $M 0"
+	restart
+	tap_check "4 a failed mirror comes back failed" test "$(phase)" = failed
+	put model 52 1 43
+	dmsetup message jr 0 job resume
+	tap_check "4 healed and resumed: ready" wait_job_phase jr 60 ready
+	tap_check "4 the destination holds every write" \
+		alone_is "0 $SECTORS chain 1 chain $FD" model
 
-# ---- 5. pull, paused, restarted
-fresh
-jr_table $FULL 1 bandwidth:131072
-dmsetup message jr 0 stream
-wait_job_phase jr 30 running
-sleep 1
-dmsetup message jr 0 job pause
-put model 60 1 51
-restart
-tap_check "5 a paused pull comes back paused" test "$(phase)" = paused
-d0=$(job_field jr done)
-sleep 1
-tap_check "5 ... and copies nothing while paused" test "$(job_field jr done)" = "$d0"
-dmsetup message jr 0 job bandwidth 0
-dmsetup message jr 0 job resume
-tap_check "5 resumed: completed" wait_job_phase jr 60 completed
-tap_check "5 the active layer alone holds the whole disk" top_alone
+	# ---- 5. pull, paused, restarted
+	fresh
+	jr_table $FULL 1 bandwidth:131072
+	dmsetup message jr 0 stream
+	wait_job_phase jr 30 running
+	sleep 1
+	dmsetup message jr 0 job pause
+	put model 60 1 51
+	restart
+	tap_check "5 a paused pull comes back paused" test "$(phase)" = paused
+	d0=$(job_field jr done)
+	sleep 1
+	tap_check "5 ... and copies nothing while paused" test "$(job_field jr done)" = "$d0"
+	dmsetup message jr 0 job bandwidth 0
+	dmsetup message jr 0 job resume
+	tap_check "5 resumed: completed" wait_job_phase jr 60 completed
+	tap_check "5 the active layer alone holds the whole disk" top_alone
 
-# ---- 6. intermediate commit, running, restarted
-fresh
-jr_table $FULL 1 bandwidth:131072
-dmsetup message jr 0 commit 1 0
-wait_job_phase jr 30 running
-sleep 1
-put model 45 1 61		# to top: not part of the commit
-restart
-tap_check "6 a running commit comes back running" test "$(phase)" = running
-dmsetup message jr 0 job bandwidth 0
-tap_check "6 ... and completes" wait_job_phase jr 60 completed
-tap_check "6 the base holds base and l1 merged" \
-	alone_is "0 $SECTORS chain 1 chain $FB" model.l1
-tap_check "6 the device shows every write" cmp -n $((MIB << 20)) $D model
+	# ---- 6. intermediate commit, running, restarted
+	fresh
+	jr_table $FULL 1 bandwidth:131072
+	dmsetup message jr 0 commit 1 0
+	wait_job_phase jr 30 running
+	sleep 1
+	put model 45 1 61		# to top: not part of the commit
+	restart
+	tap_check "6 a running commit comes back running" test "$(phase)" = running
+	dmsetup message jr 0 job bandwidth 0
+	tap_check "6 ... and completes" wait_job_phase jr 60 completed
+	tap_check "6 the base holds base and l1 merged" \
+		alone_is "0 $SECTORS chain 1 chain $FB" model.l1
+	tap_check "6 the device shows every write" cmp -n $((MIB << 20)) $D model
 
-# ---- 7. pull, completed, restarted
-fresh
-jr_table $FULL
-dmsetup message jr 0 stream
-wait_job_phase jr 60 completed || die "the pull never completed"
-restart
-tap_check "7 a completed pull comes back completed, done == total" \
-	test "$(phase)" = completed -a "$(job_field jr done)" = "$(job_field jr total)"
-tap_check "7 the active layer alone holds the whole disk" top_alone
+	# ---- 7. pull, completed, restarted
+	fresh
+	jr_table $FULL
+	dmsetup message jr 0 stream
+	wait_job_phase jr 60 completed || die "the pull never completed"
+	restart
+	tap_check "7 a completed pull comes back completed, done == total" \
+		test "$(phase)" = completed -a "$(job_field jr done)" = "$(job_field jr total)"
+	tap_check "7 the active layer alone holds the whole disk" top_alone
 
-# ---- 8. shallow copy, running, restarted
-fresh
-jr_table $FULL 5 mirror $S chain shallow bandwidth:131072
-wait_job_phase jr 30 running
-sleep 1
-put model 90 2 81; put model 3 1 82
-restart
-tap_check "8 a running shallow copy restarts onto its own destination" \
-	wait_job_phase jr 10 running ready
-dmsetup message jr 0 job bandwidth 0
-wait_job_phase jr 60 ready
-put model 91 1 83
-tap_check "8 ready, the destination over the layers below holds every write" \
-	alone_is "0 $SECTORS chain 3 chain $FB $F1 $S" model
+	# ---- 8. shallow copy, running, restarted
+	fresh
+	jr_table $FULL 5 mirror $S chain shallow bandwidth:131072
+	wait_job_phase jr 30 running
+	sleep 1
+	put model 90 2 81; put model 3 1 82
+	restart
+	tap_check "8 a running shallow copy restarts onto its own destination" \
+		wait_job_phase jr 10 running ready
+	dmsetup message jr 0 job bandwidth 0
+	wait_job_phase jr 60 ready
+	put model 91 1 83
+	tap_check "8 ready, the destination over the layers below holds every write" \
+		alone_is "0 $SECTORS chain 3 chain $FB $F1 $S" model
 
-# ---- 9. cancel with a guest copy held by a slow base, a new job at once
-fresh
-jr_table $FULL
-dmsetup message jr 0 commit 2 0
-wait_job_phase jr 60 ready || die "the active commit never got ready"
-dmsetup message jr 0 job pause
-sleep 1
-# The base writes now take 3 s: a guest write to cluster 2 (in no layer:
-# its copy allocates a base cluster) waits for it.
-retable jr-fb "0 $(dev_sectors "$B") delay $B 0 0 $B 0 3000"
-put model 2 1 91 &
-wpid=$!
-sleep 1
-dmsetup message jr 0 job cancel
-dmsetup message jr 0 commit 2 0
-wait $wpid
-tap_check "9 the guest write held by the cancelled job completed" test $? = 0
-retable jr-fb "0 $(dev_sectors "$B") linear $B 0"
-tap_check "9 the new job gets ready" wait_job_phase jr 60 ready
-tap_check "9 the base holds every write" alone_is "0 $SECTORS chain 1 chain $FB" model
-tap_check "9 the kernel log is clean" kmsg_check
+	# ---- 9. cancel with a guest copy held by a slow base, a new job at once
+	fresh
+	jr_table $FULL
+	dmsetup message jr 0 commit 2 0
+	wait_job_phase jr 60 ready || die "the active commit never got ready"
+	dmsetup message jr 0 job pause
+	sleep 1
+	# The base writes now take 3 s: a guest write to cluster 2 (in no layer:
+	# its copy allocates a base cluster) waits for it.
+	retable jr-fb "0 $(dev_sectors "$B") delay $B 0 0 $B 0 3000 $B 0 0"
+	put model 2 1 91 &
+	wpid=$!
+	sleep 1
+	dmsetup message jr 0 job cancel
+	dmsetup message jr 0 commit 2 0
+	wait $wpid
+	tap_check "9 the guest write held by the cancelled job completed" test $? = 0
+	retable jr-fb "0 $(dev_sectors "$B") linear $B 0"
+	tap_check "9 the new job gets ready" wait_job_phase jr 60 ready
+	tap_check "9 the base holds every write" alone_is "0 $SECTORS chain 1 chain $FB" model
+
+	# ---- 10. dest_zeroed raw mirror, a cluster zeroed while failed
+	fresh
+	retable jr-fd "0 $(dev_sectors "$R") linear $R 0"
+	jr_table $FULL 5 mirror $FD raw full dest_zeroed
+	wait_job_phase jr 60 ready || die "the raw mirror never got ready"
+	retable jr-fd "0 $(dev_sectors "$R") error"
+	blkdiscard -z -o $((12 * CL)) -l $CL $D || die "write zeroes failed"
+	dd if=/dev/zero of=model bs=64k seek=12 count=1 conv=notrunc status=none
+	tap_check "10 the copy of the zeroed cluster fails: failed" wait_job_phase jr 30 failed
+	retable jr-fd "0 $(dev_sectors "$R") linear $R 0"
+	dmsetup message jr 0 job resume
+	tap_check "10 healed and resumed: ready" wait_job_phase jr 60 ready
+	tap_check "10 the destination shows the zeroed cluster as zeros" \
+		alone_is "0 $SECTORS linear $FD 0" model
+}
+
+for ((round = 0; round < ROUNDS; round++)); do
+	[ "$ROUNDS" = 1 ] || log "round $((round + 1)) of $ROUNDS"
+	one_round
+done
+tap_check "the kernel log is clean" kmsg_check
 
 tap_done

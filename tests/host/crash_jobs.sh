@@ -11,7 +11,10 @@
 # power cut catches five chainadm table changes, each held at one step by
 # CHAINADM_TEST_STALL (pivot intent, pivot headers, copy swapped, commit
 # completion headers): after reboot chainadm recover must assemble the old
-# chain or the new one, with what was flushed, never a mix.
+# chain or the new one, with what was flushed, never a mix.  Four more
+# jobs are ready at the power cut (active commit, copy full, shallow and
+# raw): back up they copy everything again, reach ready, hold every write
+# on the destination, and pivot.
 set -uo pipefail
 HOST_DIR=$(cd "$(dirname "$0")" && pwd)
 TOP_DIR=$(cd "$HOST_DIR/../.." && pwd)
@@ -36,8 +39,8 @@ result() {
 one_kernel() {
 	local k=$1 work rc
 	work=$(mktemp -d /var/tmp/dm-chain-crash.XXXXXX)
-	truncate -s 920M "$work/disk"
-	"$TOP_DIR/tools/guest-run" -k "$k" -t 900 --disk "$work/disk" \
+	truncate -s 1320M "$work/disk"
+	"$TOP_DIR/tools/guest-run" -k "$k" -t 1200 --disk "$work/disk" \
 		--outdir "$work" --kill-on KILL-NOW \
 		-- bash "$HOST_DIR/crash_jobs.guest" start "$work" > "$work/start.log" 2>&1
 	rc=$?
@@ -49,7 +52,7 @@ one_kernel() {
 		rm -rf "$work"
 		return
 	fi
-	"$TOP_DIR/tools/guest-run" -k "$k" -t 900 --disk "$work/disk" \
+	"$TOP_DIR/tools/guest-run" -k "$k" -t 1200 --disk "$work/disk" \
 		--outdir "$work" -- bash "$HOST_DIR/crash_jobs.guest" check "$work" \
 		> "$work/check.log" 2>&1
 	rc=$?
