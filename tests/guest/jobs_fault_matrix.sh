@@ -28,9 +28,10 @@
 # linear map) over a slice of one loop device, so a fault goes in and out
 # without touching the chain's own table:
 #
-#   lasting    the faulty device's table is switched (suspend --noflush,
-#              load, resume) to one with an "error" segment, and back to
-#              hold when healed, then 'chainadm job --resume';
+#   lasting    the faulty device's table is switched (load, resume
+#              --noflush: dm suspends without flushing, swaps, resumes)
+#              to one with an "error" segment, and back to hold when
+#              healed, then 'chainadm job --resume';
 #   transient  dm-hold's "fail <sector> <#sectors> <op> 3": the next three
 #              bios that touch the range fail, then it works again.  Three
 #              is JOB_RETRIES, the most a copy can survive, whatever the
