@@ -6,7 +6,8 @@
 #   make check           the test suite: deps, build, host tests, guest tests
 #   make demo            boot a guest and walk through a scenario
 #   make stress          the long forms of the stress tests (race_stress,
-#                        crash_states) on KERNELS, one guest at a time
+#                        crash_states, jobs_restart, jobs_fault_matrix) on
+#                        KERNELS, one guest at a time
 #   make bench           benchmarks in one guest: dm-chain against dm-linear,
 #                        dm-snapshot, dm-thin and qcow2 (build/bench/<date>-<krel>/)
 #   make shell           interactive shell in a guest
@@ -20,8 +21,8 @@
 # for make bench: BENCH_SIZE (MiB, 256), BENCH_RUNTIME (s per fio run, 5),
 # BENCH_DEPTHS ("1 4 16 64"), BENCH_JOB_DEPTH (4), BENCH_JOB_SIZE (MiB, 1024),
 # BENCH_SECTIONS ("io jobs fg bw mem"), BENCH_OUT, GUEST_MEM (5G);
-#   make stress          the long forms of the stress tests (race_stress,
-#                        crash_states) on KERNELS, one guest at a time
+# for make stress: CRASH_STATES (50000), CRASH_SEED, RACE_SEED,
+# RESTART_ROUNDS (10), FM_ROUNDS (4), FM_SEED (see README.md).
 
 KVER ?= 6.1
 # Never uname -r: the host's running kernel is not the one we test on.
@@ -46,7 +47,7 @@ INSTALL_MOD_DIR ?= updates
 all: module userspace progs
 
 help:
-	@sed -n '3,24p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,25p' Makefile | sed 's/^# \{0,1\}//'
 
 module:
 	@test -e "$(KDIR)/Makefile" || { \
@@ -99,7 +100,7 @@ check:
 # The long forms (STRESS=1) of the tests that have one; see README.md.
 # crash_states explores CRASH_STATES states per kernel; each guest
 # gets a time limit to match.  CRASH_SEED=N replays a run.
-STRESS_TESTS ?= race_stress crash_states jobs_restart
+STRESS_TESTS ?= race_stress crash_states jobs_restart jobs_fault_matrix
 CRASH_STATES ?= 50000
 stress:
 	tools/deps $(KERNELS)

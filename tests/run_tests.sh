@@ -183,11 +183,12 @@ fi
 
 # The guest boots ("units", KVER.N): kernels after the first run only
 # the tests not listed as first_only= in tests/settings (all with FULL=1,
-# or when tests are named); on the first kernel, the tests listed as
-# second_guest= run in a second guest beside the first, so that no one
-# guest is the long pole of the run.
+# or when tests are named); on every kernel, the tests listed as
+# second_guest= and third_guest= run in a second and a third guest beside
+# the first, so that no one guest is the long pole of the run.
 read -r -a first_only <<< "$(sed -n 's/^first_only=//p' "$tests_dir/settings" 2>/dev/null)"
 read -r -a second <<< "$(sed -n 's/^second_guest=//p' "$tests_dir/settings" 2>/dev/null)"
+read -r -a third <<< "$(sed -n 's/^third_guest=//p' "$tests_dir/settings" 2>/dev/null)"
 listed() {	# listed TEST NAME... : TEST (guest/x) is one of the names
 	local t=$1 f
 	shift
@@ -199,22 +200,21 @@ trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$gdir"' EXIT
 units=()
 nguest=0
 for k in "${kernels[@]}"; do
-	: > "$gdir/list.$k.1"
-	: > "$gdir/list.$k.2"
+	for u in 1 2 3; do : > "$gdir/list.$k.$u"; done
 	for t in "${gtests[@]}"; do
-		if [ "$k" != "${kernels[0]}" ]; then
-			if [ ${#selected[@]} -eq 0 ] && [ "${FULL:-0}" != 1 ] &&
-			   listed "$t" "${first_only[@]}"; then
-				continue
-			fi
-			echo "$t" >> "$gdir/list.$k.1"
-		elif listed "$t" "${second[@]}"; then
+		if [ "$k" != "${kernels[0]}" ] && [ ${#selected[@]} -eq 0 ] &&
+		   [ "${FULL:-0}" != 1 ] && listed "$t" "${first_only[@]}"; then
+			continue
+		fi
+		if listed "$t" "${second[@]}"; then
 			echo "$t" >> "$gdir/list.$k.2"
+		elif listed "$t" "${third[@]}"; then
+			echo "$t" >> "$gdir/list.$k.3"
 		else
 			echo "$t" >> "$gdir/list.$k.1"
 		fi
 	done
-	for u in 1 2; do
+	for u in 1 2 3; do
 		[ -s "$gdir/list.$k.$u" ] || continue
 		units+=("$k.$u")
 		nguest=$((nguest + $(wc -l < "$gdir/list.$k.$u") + 1))
@@ -258,7 +258,7 @@ done
 for u in "${units[@]}"; do
 	k=${u%.*}
 	rel=$("$repo/tools/kver" "$k" 2>/dev/null) || rel=$k
-	[ "${u##*.}" = 2 ] && rel="$rel, 2nd guest"
+	case ${u##*.} in 2) rel="$rel, 2nd guest" ;; 3) rel="$rel, 3rd guest" ;; esac
 	[ "$parallel" != 0 ] || boot "$u"
 	mapfile -t ktests < "$gdir/list.$u"
 	echo "# guest $rel runs: ${ktests[*]}"

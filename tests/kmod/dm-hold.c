@@ -8,8 +8,11 @@
  * read lands) depend on one bio staying in flight while other I/O goes
  * on.  Placed under the target under test, dm-hold keeps exactly the bio
  * a test names in flight for as long as the test wants, so such a race
- * happens every time instead of once in a thousand runs.  Nothing is
- * written anywhere but the underlying device; not for production use.
+ * happens every time instead of once in a thousand runs.  It also fails a
+ * counted number of chosen bios: a fault that heals by itself after
+ * exactly N errors, whatever the timing (a block job's retries must
+ * outlast it).  Nothing is written anywhere but the underlying device;
+ * not for production use.
  *
  * Table:
  *
@@ -34,18 +37,31 @@
  *	submit it: bios complete out of order, as on a disk with a deep
  *	queue, so the target above sees I/O stay in flight while later I/O
  *	completes.  "delay 0 0" stops it.
+ *   fail <sector> <#sectors> <read|write> <count>
+ *	Complete the next <count> bios of that operation that overlap the
+ *	<#sectors> sectors from <sector> with an I/O error (BLK_STS_IOERR)
+ *	instead of mapping them.  With one sector, <count> failed bios are
+ *	<count> failed requests of the target above, however it splits its
+ *	I/O (only one piece of a request covers a given sector).  Replaces
+ *	any earlier fail rule.  A bio the rule takes is failed, not held or
+ *	delayed.
+ *   heal
+ *	Fail nothing more.
  *
  * Status (INFO):
  *
  *   <#held> <#held since the table was loaded> <armed>
  *   <#delayed> <#delayed since the table was loaded> <delay>
+ *   <#failed since the table was loaded> <failing>
  *
- *   <armed> is "-" or "<sector>:<op>:<count left>"; <delay> is "-" or
- *   "<percent>:<max ms>".
+ *   <armed> is "-" or "<sector>:<op>:<count left>", <failing> "-" or
+ *   "<sector>+<#sectors>:<op>:<count left>";
+ *   <delay> is "-" or "<percent>:<max ms>".
  *
  * A suspend waits for every bio in flight, so presuspend disarms, stops
  * delaying and submits whatever is held or delayed: a suspend or a
- * removal never hangs on a bio the test forgot to release.
+ * removal never hangs on a bio the test forgot to release.  A fail rule
+ * stays across a suspend (it holds nothing back).
  */
 #include <linux/bio.h>
 #include <linux/device-mapper.h>
@@ -74,6 +90,11 @@ struct hold_c {
 	unsigned long long nr_delayed_total;
 	unsigned int delay_pct;	/* 0: no delays */
 	unsigned int delay_ms;
+	sector_t fail_sector;	/* in 512-byte sectors of the target */
+	sector_t fail_len;	/* in 512-byte sectors, at least 1 */
+	enum req_op fail_op;
+	unsigned int fail_count;	/* 0: fail nothing */
+	unsigned long long nr_failed_total;
 
 	struct workqueue_struct *wq;
 	struct delayed_work delay_work;	/* submits delayed bios when due */
@@ -193,6 +214,14 @@ static bool __should_hold(struct hold_c *hc, struct bio *bio, sector_t sector)
 	       hc->arm_sector < sector + bio_sectors(bio);
 }
 
+/* Caller holds hc->lock.  Does the fail rule take this bio? */
+static bool __should_fail(struct hold_c *hc, struct bio *bio, sector_t sector)
+{
+	return hc->fail_count && bio_op(bio) == hc->fail_op &&
+	       bio_sectors(bio) && sector < hc->fail_sector + hc->fail_len &&
+	       hc->fail_sector < sector + bio_sectors(bio);
+}
+
 /* Caller holds hc->lock.  Is this bio one of the randomly delayed ones? */
 static bool __should_delay(struct hold_c *hc, struct bio *bio)
 {
@@ -261,6 +290,15 @@ static int hold_map(struct dm_target *ti, struct bio *bio)
 	sector_t sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
 	unsigned long flags;
 	bool hold;
+
+	spin_lock_irqsave(&hc->lock, flags);
+	if (__should_fail(hc, bio, sector)) {
+		hc->fail_count--;
+		hc->nr_failed_total++;
+		spin_unlock_irqrestore(&hc->lock, flags);
+		return DM_MAPIO_KILL;
+	}
+	spin_unlock_irqrestore(&hc->lock, flags);
 
 	bio_set_dev(bio, hc->dev->bdev);
 	if (bio_sectors(bio) || op_is_zone_mgmt(bio_op(bio)))
@@ -342,6 +380,27 @@ static int process_arm_mesg(struct hold_c *hc, unsigned int argc, char **argv)
 	return 0;
 }
 
+static int process_fail_mesg(struct hold_c *hc, unsigned int argc, char **argv)
+{
+	unsigned long long sector, len;
+	unsigned int count;
+	enum req_op op;
+
+	if (argc != 5 || kstrtoull(argv[1], 10, &sector) ||
+	    kstrtoull(argv[2], 10, &len) || !len ||
+	    sector + len < sector ||
+	    parse_op(argv[3], &op) || kstrtouint(argv[4], 10, &count))
+		return -EINVAL;
+
+	spin_lock_irq(&hc->lock);
+	hc->fail_sector = sector;
+	hc->fail_len = len;
+	hc->fail_op = op;
+	hc->fail_count = count;
+	spin_unlock_irq(&hc->lock);
+	return 0;
+}
+
 static int hold_message(struct dm_target *ti, unsigned int argc, char **argv,
 			char *result, unsigned int maxlen)
 {
@@ -357,6 +416,13 @@ static int hold_message(struct dm_target *ti, unsigned int argc, char **argv,
 		r = process_delay_mesg(hc, argc, argv);
 	} else if (!strcasecmp(argv[0], "release") && argc == 1) {
 		release_held(hc);
+		r = 0;
+	} else if (!strcasecmp(argv[0], "fail")) {
+		r = process_fail_mesg(hc, argc, argv);
+	} else if (!strcasecmp(argv[0], "heal") && argc == 1) {
+		spin_lock_irq(&hc->lock);
+		hc->fail_count = 0;
+		spin_unlock_irq(&hc->lock);
 		r = 0;
 	}
 	if (r)
@@ -399,6 +465,14 @@ static void hold_status(struct dm_target *ti, status_type_t type,
 			DMEMIT("%u:%u", hc->delay_pct, hc->delay_ms);
 		else
 			DMEMIT("-");
+		DMEMIT(" %llu ", hc->nr_failed_total);
+		if (hc->fail_count)
+			DMEMIT("%llu+%llu:%s:%u",
+			       (unsigned long long)hc->fail_sector,
+			       (unsigned long long)hc->fail_len,
+			       op_name(hc->fail_op), hc->fail_count);
+		else
+			DMEMIT("-");
 		spin_unlock_irq(&hc->lock);
 		break;
 	case STATUSTYPE_TABLE:
@@ -420,7 +494,7 @@ static int hold_iterate_devices(struct dm_target *ti,
 
 static struct target_type hold_target = {
 	.name = "hold",
-	.version = {1, 0, 0},
+	.version = {1, 1, 0},
 	.module = THIS_MODULE,
 	.ctr = hold_ctr,
 	.dtr = hold_dtr,

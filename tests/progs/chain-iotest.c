@@ -17,6 +17,11 @@
  * SECT_OLD_OR_ZERO where the model holds the old data and zeros are also
  * accepted.  The first read of such a sector pins the model to what it saw,
  * which is what makes "stable" checkable.
+ *
+ * Instead of random operations, --op lists the operations to do, in
+ * order: a test that must keep away from some clusters (a failing one,
+ * say) writes exactly where it means to, every write with fresh random
+ * data, in one process.
  */
 #define _GNU_SOURCE
 #include "common.h"
@@ -44,6 +49,13 @@ enum sect_state { SECT_EXACT = 0, SECT_OLD_OR_ZERO = 1 };
 
 #define VERIFY_CHUNK	(1u << 20)
 #define MAX_REPORTS	8
+#define MAX_LISTED_OPS	64
+
+/* An operation given with --op. */
+struct listed_op {
+	enum op_type type;
+	uint64_t off, len;	/* in bytes */
+};
 
 struct config {
 	const char *dev_path;
@@ -55,6 +67,8 @@ struct config {
 	uint64_t ops;
 	uint64_t max_len;
 	unsigned int mix[NR_OP_TYPES];
+	struct listed_op listed[MAX_LISTED_OPS];
+	unsigned int nr_listed;
 	bool have_ops;
 	bool verify;
 	bool verify_only;
@@ -95,6 +109,11 @@ static void usage(FILE *out)
 " --mix R:W:D:Z          weights of read, write, discard, write-zeroes\n"
 "                        (default 40:40:10:10)\n"
 " --max-len BYTES        longest operation (default 4 * cluster)\n"
+" --op KIND:OFF:LEN      instead of random operations, this one (repeatable,\n"
+"                        done in order): KIND w write fresh random data,\n"
+"                        r read and compare, z write-zeroes, d discard;\n"
+"                        OFF and LEN in bytes (K/M/G suffixes), multiples\n"
+"                        of 512\n"
 " --loose-discard        a discarded sector may read old data or zeros even\n"
 "                        in whole clusters (discards ignored by the device)\n"
 " --verify               compare the whole device with the model at the end\n"
@@ -127,10 +146,42 @@ bad:
 	return -1;
 }
 
+/* --op KIND:OFF:LEN */
+static int parse_listed_op(struct config *c, const char *arg)
+{
+	static const char kinds[NR_OP_TYPES] = {
+		[OP_READ] = 'r', [OP_WRITE] = 'w', [OP_DISCARD] = 'd',
+		[OP_ZERO] = 'z',
+	};
+	struct listed_op *op = &c->listed[c->nr_listed];
+	char off[32], len[32];
+	int i;
+
+	if (c->nr_listed == MAX_LISTED_OPS) {
+		reportf("--op", "too many operations", "at most %d",
+			MAX_LISTED_OPS);
+		return -1;
+	}
+	if (strlen(arg) < 5 || arg[1] != ':' ||
+	    sscanf(arg + 2, "%31[^:]:%31s", off, len) != 2)
+		goto bad;
+	for (i = 0; i < NR_OP_TYPES && kinds[i] != arg[0]; i++)
+		;
+	if (i == NR_OP_TYPES || parse_size(off, &op->off) ||
+	    parse_size(len, &op->len))
+		goto bad;
+	op->type = i;
+	c->nr_listed++;
+	return 0;
+bad:
+	reportf("--op", "invalid operation", "'%s' (want w|r|z|d:OFF:LEN)", arg);
+	return -1;
+}
+
 enum {
 	OPT_DEV = 256, OPT_MODEL, OPT_SIZE, OPT_CLUSTER, OPT_SEED, OPT_OPS,
 	OPT_MIX, OPT_MAX_LEN, OPT_LOOSE, OPT_VERIFY, OPT_VERIFY_ONLY,
-	OPT_INIT,
+	OPT_INIT, OPT_OP,
 };
 
 static const struct option long_opts[] = {
@@ -146,6 +197,7 @@ static const struct option long_opts[] = {
 	{ "verify",		no_argument,	   NULL, OPT_VERIFY },
 	{ "verify-only",	no_argument,	   NULL, OPT_VERIFY_ONLY },
 	{ "init-model-from",	required_argument, NULL, OPT_INIT },
+	{ "op",			required_argument, NULL, OPT_OP },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -184,6 +236,8 @@ static int parse_one(struct config *c, int opt, const char *arg)
 	case OPT_OPS:
 		c->have_ops = true;
 		return opt_u64("--ops", arg, &c->ops);
+	case OPT_OP:
+		return parse_listed_op(c, arg);
 	case 'h':
 		usage(stdout);
 		exit(EXIT_OK);
@@ -198,8 +252,15 @@ static int check_config(struct config *c)
 		report("arguments", "--dev, --model and --size are required", 0);
 		return -1;
 	}
-	if (!c->have_ops && !c->verify_only) {
-		report("arguments", "--ops is required unless --verify-only", 0);
+	unsigned int i;
+
+	if (!c->have_ops && !c->nr_listed && !c->verify_only) {
+		report("arguments", "--ops or --op is required unless --verify-only",
+		       0);
+		return -1;
+	}
+	if (c->have_ops && c->nr_listed) {
+		report("arguments", "--ops and --op exclude each other", 0);
 		return -1;
 	}
 	if (c->size % SECTOR_SIZE) {
@@ -216,6 +277,19 @@ static int check_config(struct config *c)
 		report("--max-len", "not a multiple of 512 no larger than --size",
 		       0);
 		return -1;
+	}
+	for (i = 0; i < c->nr_listed; i++) {
+		const struct listed_op *op = &c->listed[i];
+
+		if (!op->len || op->off % SECTOR_SIZE || op->len % SECTOR_SIZE ||
+		    op->off > c->size || op->len > c->size - op->off) {
+			reportf("--op", "bad extent", "%" PRIu64 "+%" PRIu64
+				": want multiples of 512 inside --size",
+				op->off, op->len);
+			return -1;
+		}
+		if (op->len > c->max_len)
+			c->max_len = op->len;
 	}
 	return 0;
 }
@@ -451,19 +525,13 @@ static enum op_type pick_op(struct rng *r, const unsigned int mix[])
 }
 
 /* Returns 0, or the exit code for a mismatch or an I/O error. */
-static int do_op(struct dev *d, struct model *m, const struct config *c,
-		 struct rng *r, uint64_t idx, unsigned char *buf,
-		 struct stats *st)
+static int exec_op(struct dev *d, struct model *m, const struct config *c,
+		   struct rng *r, uint64_t idx, enum op_type type,
+		   uint64_t off, uint64_t len, unsigned char *buf,
+		   struct stats *st)
 {
-	enum op_type type = pick_op(r, c->mix);
-	struct extent e;
-	uint64_t off, len;
 	char ctx[96];
 
-	pick_extent(r, c->size >> SECTOR_SHIFT, c->max_len >> SECTOR_SHIFT,
-		    c->cluster >> SECTOR_SHIFT, &e);
-	off = e.sect << SECTOR_SHIFT;
-	len = e.nr << SECTOR_SHIFT;
 	st->count[type]++;
 	st->bytes[type] += len;
 
@@ -498,6 +566,19 @@ static int do_op(struct dev *d, struct model *m, const struct config *c,
 	return 0;
 }
 
+static int do_op(struct dev *d, struct model *m, const struct config *c,
+		 struct rng *r, uint64_t idx, unsigned char *buf,
+		 struct stats *st)
+{
+	enum op_type type = pick_op(r, c->mix);
+	struct extent e;
+
+	pick_extent(r, c->size >> SECTOR_SHIFT, c->max_len >> SECTOR_SHIFT,
+		    c->cluster >> SECTOR_SHIFT, &e);
+	return exec_op(d, m, c, r, idx, type, e.sect << SECTOR_SHIFT,
+		       e.nr << SECTOR_SHIFT, buf, st);
+}
+
 static int verify_all(struct dev *d, struct model *m, unsigned char *buf)
 {
 	uint64_t off, len, bad = 0;
@@ -528,7 +609,7 @@ static void print_summary(const struct config *c, const struct stats *st)
 		return;
 	}
 	printf("%s: seed %" PRIu64 ": %" PRIu64 " ops:", progname, c->seed,
-	       c->ops);
+	       c->nr_listed ? c->nr_listed : c->ops);
 	for (i = 0; i < NR_OP_TYPES; i++)
 		printf(" %s %" PRIu64 " (%" PRIu64 " bytes)", op_names[i],
 		       st->count[i], st->bytes[i]);
@@ -545,6 +626,9 @@ static int run(struct dev *d, struct model *m, const struct config *c)
 	int ret = 0;
 
 	rng_seed(&r, c->seed);
+	for (i = 0; !c->verify_only && i < c->nr_listed && !ret; i++)
+		ret = exec_op(d, m, c, &r, i, c->listed[i].type,
+			      c->listed[i].off, c->listed[i].len, buf, &st);
 	for (i = 0; !c->verify_only && i < c->ops && !ret; i++)
 		ret = do_op(d, m, c, &r, i, buf, &st);
 	if (!ret && (c->verify || c->verify_only))
