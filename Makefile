@@ -56,7 +56,7 @@ module:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) modules W=1
 	$(MAKE) -C $(KDIR) M=$(CURDIR)/tests/kmod modules W=1
 
-# The module (and the test-only tests/kmod/dm-hold.ko) for every kernel in KERNELS other than the in-tree build's,
+# The module (and the test-only tests/kmod/*.ko) for every kernel in KERNELS other than the in-tree build's,
 # each in build/<release>/ (a tree of links to the sources), where the
 # guest tests look for it.
 modules-all: module
@@ -77,7 +77,7 @@ modules-all: module
 		for f in tests/kmod/*.c tests/kmod/Kbuild; do \
 			case $$f in *.mod.c) continue ;; esac; \
 			ln -s $(CURDIR)/$$f $$d/$$f; done; \
-		echo "  MODULE  $$d/tests/kmod/dm-hold.ko"; \
+		echo "  MODULE  $$d/tests/kmod/dm-hold.ko chain-inject.ko"; \
 		$(MAKE) -C /lib/modules/$$rel/build M=$(CURDIR)/$$d/tests/kmod modules W=1; \
 	done
 

@@ -8,7 +8,8 @@
 #                skip_all why (exits 4: a prerequisite is truly absent)
 #   cleanup      on_exit CMD...  (run in reverse order when the test exits)
 #   module       chain_load_module / chain_unload_module ($CHAIN_KO)
-#                hold_load_module (tests/kmod/dm-hold.ko, target "hold")
+#                hold_load_module (tests/kmod/dm-hold.ko, target "hold"),
+#                inject_load_module (tests/kmod/chain-inject.ko)
 #   devices      brd_setup N MiB (sets BRD_DEVS), loop_setup VAR FILE [opts]
 #                dev_sectors DEV
 #   kernel log   kmsg_mark NAME; kmsg_check NAME (fails on BUG/WARNING/...)
@@ -182,26 +183,33 @@ chain_unload_module() {
 	rmmod dm_chain
 }
 
-# hold_load_module : the test-only target "hold" (tests/kmod/dm-hold.c)
-# built for the running kernel ($HOLD_KO, else the in-tree build, else
-# build/<release>/tests/kmod/dm-hold.ko); unloaded on exit.
-hold_load_module() {
-	local rel cand
-	grep -q '^dm_hold ' /proc/modules && return 0
+# test_kmod_load FILE MODULE : the test-only tests/kmod/FILE.ko built for
+# the running kernel ($HOLD_KO or $INJECT_KO, else the in-tree build, else
+# build/<release>/tests/kmod/FILE.ko), loaded as MODULE; unloaded on exit.
+test_kmod_load() {
+	local file=$1 mod=$2 rel cand
+	grep -q "^$mod " /proc/modules && return 0
 	rel=$(uname -r)
-	for cand in ${HOLD_KO:-} "$CHAIN_ROOT/tests/kmod/dm-hold.ko" \
-		    "$CHAIN_ROOT/build/$rel/tests/kmod/dm-hold.ko"; do
-		[ -f "$cand" ] || continue
+	for cand in ${HOLD_KO:-} ${INJECT_KO:-} "$CHAIN_ROOT/tests/kmod/$file.ko" \
+		    "$CHAIN_ROOT/build/$rel/tests/kmod/$file.ko"; do
+		[ -f "$cand" ] && [ "$(basename "$cand" .ko)" = "$file" ] || continue
 		[ "$(modinfo -F vermagic "$cand" 2>/dev/null | cut -d' ' -f1)" = "$rel" ] ||
 			continue
 		modprobe dm-mod || return 1
 		insmod "$cand" || return 1
-		on_exit "rmmod dm_hold"
+		on_exit "rmmod $mod"
 		return 0
 	done
-	echo "# no dm-hold.ko built for $rel (make modules-all)" >&2
+	echo "# no $file.ko built for $rel (make modules-all)" >&2
 	return 1
 }
+
+# hold_load_module : the test-only target "hold" (tests/kmod/dm-hold.c).
+hold_load_module() { test_kmod_load dm-hold dm_hold; }
+
+# inject_load_module : tests/kmod/chain-inject.c (delays and allocation
+# failures inside dm-chain, by kretprobes); after dm-chain is loaded.
+inject_load_module() { test_kmod_load chain-inject chain_inject; }
 
 # ---------------------------------------------------------------- devices
 
