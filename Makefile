@@ -5,9 +5,8 @@
 #   make                 build kernel/dm-chain.ko (W=1) and userspace/chainadm
 #   make check           the test suite: deps, build, host tests, guest tests
 #   make demo            boot a guest and walk through a scenario
-#   make stress          the long forms of the stress tests (race_stress,
-#                        crash_states, jobs_restart, jobs_fault_matrix) on
-#                        KERNELS, one guest at a time
+#   make stress          the long forms of the tests that have one
+#                        (STRESS_TESTS) on KERNELS, one guest at a time
 #   make bench           benchmarks in one guest: dm-chain against dm-linear,
 #                        dm-snapshot, dm-thin and qcow2 (build/bench/<date>-<krel>/)
 #   make shell           interactive shell in a guest
@@ -47,7 +46,7 @@ INSTALL_MOD_DIR ?= updates
 all: module userspace progs
 
 help:
-	@sed -n '3,25p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,24p' Makefile | sed 's/^# \{0,1\}//'
 
 module:
 	@test -e "$(KDIR)/Makefile" || { \
@@ -100,7 +99,8 @@ check:
 # The long forms (STRESS=1) of the tests that have one; see README.md.
 # crash_states explores CRASH_STATES states per kernel; each guest
 # gets a time limit to match.  CRASH_SEED=N replays a run.
-STRESS_TESTS ?= race_stress crash_states jobs_restart jobs_fault_matrix
+STRESS_TESTS ?= race_stress crash_states jobs_restart jobs_fault_matrix \
+		chain_model crash_logwrites
 CRASH_STATES ?= 50000
 stress:
 	tools/deps $(KERNELS)

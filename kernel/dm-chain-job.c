@@ -1551,6 +1551,26 @@ static struct dm_chain_metadata *open_view(struct chain_c *cc,
 	return cmd;
 }
 
+/*
+ * Say which layer of a copy's view the destination is: the view's own
+ * message counts its layers from 0, the destination last.
+ */
+static void dest_view_error(unsigned int dest_layer, char *err, size_t err_len)
+{
+	char *why = kstrdup(err, GFP_KERNEL);
+
+	if (!why)
+		return;
+	if (dest_layer)
+		snprintf(err, err_len,
+			 "Copy destination (layer %u of the copy's view, above the chain's layers 0-%u): %s",
+			 dest_layer, dest_layer - 1, why);
+	else
+		snprintf(err, err_len, "Copy destination (layer 0 of the copy's view): %s",
+			 why);
+	kfree(why);
+}
+
 /* Is dest the destination the active layer's job record names? */
 static bool resuming_dest(struct chain_job *job, struct dm_chain_metadata *dest)
 {
@@ -1611,8 +1631,10 @@ static int setup_job(struct chain_job *job, char *err, size_t err_len)
 		}
 		v = open_view(cc, job->shallow ? active : 0, job->dest_bdev,
 			      err, err_len);
-		if (IS_ERR(v))
+		if (IS_ERR(v)) {
+			dest_view_error(job->shallow ? active : 0, err, err_len);
 			return PTR_ERR(v);
+		}
 		job->dest = v;
 		/*
 		 * A shallow copy starts from an empty layer; one the active

@@ -449,24 +449,31 @@ static void job_layers(const struct live *lv, struct job_layers *jl)
 	layer_close(&act);
 }
 
+static void print_json(const char *name, const struct chain_job_status *js,
+		       const struct job_layers *jl, const char *result)
+{
+	struct json j;
+
+	json_init(&j, stdout);
+	json_open(&j, NULL, '{');
+	json_str(&j, "device", name);
+	if (result)
+		json_str(&j, "result", result);
+	job_print_json(&j, js);
+	json_str(&j, "top", *jl->top ? jl->top : NULL);
+	json_str(&j, "base", *jl->base ? jl->base : NULL);
+	json_str(&j, "destination", *jl->dest ? jl->dest : NULL);
+	json_close(&j, '}');
+}
+
 static void print_info(const struct live *lv, bool json, const char *result)
 {
 	const struct chain_job_status *js = &lv->s.job;
 	struct job_layers jl;
-	struct json j;
 
 	job_layers(lv, &jl);
 	if (json) {
-		json_init(&j, stdout);
-		json_open(&j, NULL, '{');
-		json_str(&j, "device", lv->name);
-		if (result)
-			json_str(&j, "result", result);
-		job_print_json(&j, js);
-		json_str(&j, "top", *jl.top ? jl.top : NULL);
-		json_str(&j, "base", *jl.base ? jl.base : NULL);
-		json_str(&j, "destination", *jl.dest ? jl.dest : NULL);
-		json_close(&j, '}');
+		print_json(lv->name, js, &jl, result);
 		return;
 	}
 	if (!job_is_active(js)) {
@@ -539,6 +546,8 @@ static int wait_arrived(struct live *lv, const struct job_opts *o)
 static int conclude(struct live *lv, const struct job_opts *o)
 {
 	const struct chain_job_status *js = &lv->s.job;
+	struct chain_job_status was;
+	struct job_layers jl;
 	const char *result;
 	bool copy = !strcmp(js->type, "mirror");
 	int rc;
@@ -548,6 +557,12 @@ static int conclude(struct live *lv, const struct job_opts *o)
 		if (rc)
 			return rc;
 	}
+	/*
+	 * --json shows the job as it arrived (its counters, errors too), not
+	 * the device after the job was ended.
+	 */
+	was = *js;
+	job_layers(lv, &jl);
 	if (!strcmp(js->phase, "completed")) {
 		if (complete(lv))
 			return EXIT_FAIL;
@@ -575,9 +590,11 @@ static int conclude(struct live *lv, const struct job_opts *o)
 		result = "overlay-kept";
 	} else {
 		say(o, copy ? "Now in mirroring phase" : "Now in synchronized phase");
-		result = "ready";
+		return finish_json(lv, o, "ready", EXIT_OK);
 	}
-	return finish_json(lv, o, result, EXIT_OK);
+	if (HAS(o, O_JSON))
+		print_json(lv->name, &was, &jl, result);
+	return EXIT_OK;
 }
 
 /* After the job was started: wait, or say that it runs. */

@@ -34,7 +34,7 @@ kmsg_mark
 out=$(mktemp -d /tmp/bench_smoke.XXXXXX)
 on_exit rm -rf "$out"
 
-timeout 1100 "$CHAIN_ROOT/tools/bench/bench-guest" --out "$out" --smoke \
+timeout 1700 "$CHAIN_ROOT/tools/bench/bench-guest" --out "$out" --smoke \
 	--size 16 --runtime 1 --depths 2 --job-depth 2 --sections io > "$out/log" 2>&1
 rc=$?
 sed 's/^/# /' "$out/log"

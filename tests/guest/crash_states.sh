@@ -43,7 +43,7 @@
 #          the guest writes (mostly into clusters the active layer already
 #          holds) with an fdatasync and a mark after each write.
 #
-# Size: CRASH_STATES (default 1200) states at least in all, three quarters for
+# Size: CRASH_STATES (default 1000) states at least in all, three quarters for
 # shared, a quarter for split; lw-explore picks K per point to reach them.
 # `make stress` sets CRASH_STATES=50000.  CRASH_SEED=N replays a run (the
 # seed is printed; split uses N+1).  CRASH_KEEP_GOING=1 checks every state
@@ -64,8 +64,8 @@ STAMP=$PROGS/chain-stamp
 EXPLORE=$PROGS/lw-explore
 CHAINADM=$CHAIN_ROOT/userspace/chainadm
 
-STATES=${CRASH_STATES:-1200}
-# The writers' op counts, in percent: a third in the short form (about 1,200
+STATES=${CRASH_STATES:-1000}
+# The writers' op counts, in percent: a third in the short form (about 1,500
 # states, most of them the fixed ones: none, all, each single write), in
 # full for the long form.
 OPS_PCT=${CRASH_OPS_PCT:-$((STATES < 5000 ? 35 : 100))}

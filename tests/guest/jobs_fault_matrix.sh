@@ -381,8 +381,7 @@ job_start() {
 }
 
 # job_wait : chainadm job --wait --json; JRC its exit code, JPHASE and
-# JERRORS from its JSON (for a stream or commit that completed, the job
-# is gone by then: JERRORS is only meaningful for the other types).
+# JERRORS from its JSON (the job as it arrived, before chainadm ended it).
 job_wait() {
 	local out
 	out=$(timeout 180 "$CA" job $DEV --wait --json 2>&1)

@@ -24,7 +24,7 @@
 # shows the disk of the moment it was frozen.
 . "$(dirname "$0")/../lib.sh"
 
-jobs_begin pull blkdiscard
+jobs_begin pull blkdiscard jq
 
 CS=65536
 SIZE=$((16 << 20))
@@ -103,6 +103,13 @@ run_pull() {
 	sed 's/^/# /' "$work/pull.out"
 	tap_check "$label: chainadm pull $* --wait succeeds" test $ok = 0
 	[ $ok = 0 ] || return
+	if [[ " $* " == *" --json "* ]]; then
+		# The job as it completed, not the device after (no job).
+		tap_check "$label: --json shows the completed stream, done = total > 0" \
+			jq -e '.result == "completed" and .type == "stream" and
+			       .phase == "completed" and .errors == 0 and
+			       .done == .total and .total > 0' "$work/pull.out"
+	fi
 	tap_check "$label: the device shows the same bytes" \
 		cmp /dev/mapper/$DEV "$work/model"
 	tap_check "$label: the table is now '$want_table'" \
@@ -167,7 +174,7 @@ run_pull "pull to sn1" 1 "base.img sn1.img cur.img" "cur.img sn1.img base.img" \
 	--base "$work/sn1.img"
 # name[0] is the active layer, name[3] the bottom of four.
 run_pull "pull to base" 0 "base.img cur.img" "cur.img base.img" \
-	--base "${DEV}[3]"
+	--base "${DEV}[3]" --json
 run_pull "flatten" -1 "cur.img" "cur.img" --verbose
 
 tap_check "kernel log is clean" kmsg_check

@@ -36,7 +36,7 @@ BAD=tv_bad			# the dm device every refused table goes into
 
 [ -x "$CHAINADM" ] || skip_all "userspace/chainadm not built (make -C userspace)"
 
-tap_plan 82
+tap_plan 83
 kmsg_mark
 
 # ---------------------------------------------------------------- helpers
@@ -422,6 +422,14 @@ header_case() {
 }
 
 header_case magic "bad magic" "Layer 1: bad magic" "bad magic"
+# A chain copy onto a layer with a bad header: the message says it is
+# the copy's destination, not a layer of the table.
+case_begin magic 1
+attach PL1 "$WORK/plain/s1.img"
+ctr_refuses "a copy destination with a bad header" \
+	"Copy destination (layer 0 of the copy's view): Layer 0: bad magic" \
+	"0 $SECTORS chain 2 raw $LB $PL1 4 mirror $L1 chain full"
+case_end
 # A flipped byte in the padding of both slots, checksum left alone.
 header_case csum "a bad header checksum" "Layer 1: header checksum mismatch" \
 	"checksum mismatch"

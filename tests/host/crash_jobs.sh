@@ -40,7 +40,7 @@ one_kernel() {
 	local k=$1 work rc
 	work=$(mktemp -d /var/tmp/dm-chain-crash.XXXXXX)
 	truncate -s 1320M "$work/disk"
-	"$TOP_DIR/tools/guest-run" -k "$k" -t 1200 --disk "$work/disk" \
+	"$TOP_DIR/tools/guest-run" -k "$k" -t 1800 --disk "$work/disk" \
 		--outdir "$work" --kill-on KILL-NOW \
 		-- bash "$HOST_DIR/crash_jobs.guest" start "$work" > "$work/start.log" 2>&1
 	rc=$?
@@ -52,7 +52,7 @@ one_kernel() {
 		rm -rf "$work"
 		return
 	fi
-	"$TOP_DIR/tools/guest-run" -k "$k" -t 1200 --disk "$work/disk" \
+	"$TOP_DIR/tools/guest-run" -k "$k" -t 1800 --disk "$work/disk" \
 		--outdir "$work" -- bash "$HOST_DIR/crash_jobs.guest" check "$work" \
 		> "$work/check.log" 2>&1
 	rc=$?
