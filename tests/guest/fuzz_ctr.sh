@@ -1,0 +1,177 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# Kernel-side fuzz (issue 17): mutated layer sets, table lines and
+# messages go to the dm-chain constructor and message handler, through
+# tests/progs/chain-fuzz (one process for every input: see the comment at
+# its top for what it mutates and checks).  Each input is refused with a
+# kernel log line naming the reason, or accepted, read end to end (EIO
+# allowed where corruption points), sent messages and removed; the kernel
+# log must stay clean.  The layers as made must read exactly as written.
+#
+# Seed sets (2 MiB virtual), built here with chainadm and written through
+# the chain:
+#   raw3    raw base <- s1 <- s2 (64 KiB clusters; s2 holds ZERO entries)
+#   chain2  chain base <- s1 (4 KiB clusters)
+#   lone    one chain layer (64 KiB clusters)
+# plus dest.img, an empty chain layer, a mirror destination.  Job records
+# of every type are written by chain-fuzz into the active header.
+#
+# Short form (make check): FUZZ_INPUTS=300.  STRESS=1 (make stress):
+# 5,000.  FUZZ_SEED=N replays a run (the seed is printed); with
+# FUZZ_ONLY=I only input I of it runs, FUZZ_VERBOSE=1 says what each
+# input was.
+. "$(dirname "$0")/../lib.sh"
+
+require_guest
+require_root
+require_cmd dmsetup losetup python3 cmp blkdiscard
+
+CHAINADM=$CHAIN_ROOT/userspace/chainadm
+FUZZ=$CHAIN_ROOT/tests/progs/chain-fuzz
+need_tools "$CHAINADM" "$FUZZ"
+
+WORK=/tmp/fuzz_ctr
+SEEDS=$WORK/seeds
+MIB=2
+if [ "${STRESS:-0}" = 1 ]; then
+	FUZZ_INPUTS=${FUZZ_INPUTS:-5000}
+fi
+FUZZ_INPUTS=${FUZZ_INPUTS:-300}
+FUZZ_SEED=${FUZZ_SEED:-$(date +%s)}
+
+tap_plan 8
+kmsg_mark
+
+modprobe dm-mod || die "modprobe dm-mod failed"
+modprobe loop || die "modprobe loop failed"
+on_exit "rm -rf $WORK"
+on_exit detach_all
+on_exit "dm_remove fz_build; dm_remove chain_fuzz"
+rm -rf "$WORK"
+mkdir -p "$SEEDS" "$WORK/scratch" || die "cannot create $WORK"
+
+detach_all() {
+	local d
+	for d in $(losetup -a 2>/dev/null | grep -F "$WORK/" | cut -d: -f1); do
+		losetup -d "$d"
+	done
+}
+
+tap_check "load dm-chain.ko" chain_load_module || tap_done
+
+# write DEV REF N SEED: N random writes (4 KiB to 96 KiB) to DEV, and
+# the same to the reference file REF; one python process.
+write_random() {
+	python3 -S - "$@" <<'EOF'
+import os, random, sys
+dev, ref, n, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+rnd = random.Random(seed)
+size = os.path.getsize(ref)
+fd = os.open(dev, os.O_WRONLY)
+rf = os.open(ref, os.O_WRONLY)
+for _ in range(n):
+    blocks = rnd.randint(1, 24)
+    off = rnd.randrange(0, size // 4096 - blocks + 1) * 4096
+    data = rnd.randbytes(blocks * 4096)
+    os.pwrite(fd, data, off)
+    os.pwrite(rf, data, off)
+os.fsync(fd)
+os.close(fd)
+os.close(rf)
+EOF
+}
+
+# zero DEV REF OFF LEN: write zeroes (ZERO entries) to DEV and REF.
+zero_range() {
+	blkdiscard -z -o "$3" -l "$4" "$1" &&
+		dd if=/dev/zero of="$2" bs=4096 seek=$(($3 / 4096)) \
+		   count=$(($4 / 4096)) conv=notrunc status=none
+}
+
+# build SET BASETYPE LAYER... (bottom first): the chain through chainadm
+# create (dm device fz_build), then SET's layers file.
+build() {
+	local set=$1 type=$2 dev=/dev/mapper/fz_build
+	shift 2
+	"$CHAINADM" create --layers ${type:+--raw-base} fz_build "$@" ||
+		return 1
+	[ -b "$dev" ] || return 1
+}
+unbuild() { "$CHAINADM" remove fz_build; }
+
+# Seed set raw3: raw base <- s1 <- s2, 64 KiB clusters.
+seed_raw3() {
+	local d=$SEEDS/raw3 ref=$WORK/raw3.ref
+	mkdir -p "$d" &&
+	python3 -S -c "import random,sys; open(sys.argv[1],'wb').write(random.Random(1).randbytes($MIB<<20))" "$d/0.img" &&
+	cp "$d/0.img" "$ref" &&
+	"$CHAINADM" format -q -c 64K --backing "$d/0.img" --backing-type raw "$d/1.img" &&
+	build raw3 raw "$d/0.img" "$d/1.img" &&
+	write_random /dev/mapper/fz_build "$ref" 6 2 && unbuild &&
+	"$CHAINADM" format -q --backing "$d/1.img" "$d/2.img" &&
+	build raw3 raw "$d/0.img" "$d/1.img" "$d/2.img" &&
+	write_random /dev/mapper/fz_build "$ref" 6 3 &&
+	zero_range /dev/mapper/fz_build "$ref" $((3 << 16)) $((2 << 16)) &&
+	cmp /dev/mapper/fz_build "$ref" && unbuild &&
+	echo "3 raw" > "$d/layers" && mv "$ref" "$d/expect"
+}
+
+# Seed set chain2: chain base <- s1, 4 KiB clusters.
+seed_chain2() {
+	local d=$SEEDS/chain2 ref=$WORK/chain2.ref
+	mkdir -p "$d" && truncate -s ${MIB}M "$ref" &&
+	"$CHAINADM" format -q -s ${MIB}M -c 4K "$d/0.img" &&
+	build chain2 "" "$d/0.img" &&
+	write_random /dev/mapper/fz_build "$ref" 8 4 && unbuild &&
+	"$CHAINADM" format -q -c 4K --backing "$d/0.img" "$d/1.img" &&
+	build chain2 "" "$d/0.img" "$d/1.img" &&
+	write_random /dev/mapper/fz_build "$ref" 8 5 &&
+	zero_range /dev/mapper/fz_build "$ref" $((100 << 12)) $((3 << 12)) &&
+	cmp /dev/mapper/fz_build "$ref" && unbuild &&
+	echo "2 chain" > "$d/layers" && mv "$ref" "$d/expect"
+}
+
+# Seed set lone: one chain layer; dest.img: an empty one.
+seed_lone() {
+	local d=$SEEDS/lone ref=$WORK/lone.ref
+	mkdir -p "$d" && truncate -s ${MIB}M "$ref" &&
+	"$CHAINADM" format -q -s ${MIB}M -c 64K "$d/0.img" &&
+	build lone "" "$d/0.img" &&
+	write_random /dev/mapper/fz_build "$ref" 6 6 &&
+	cmp /dev/mapper/fz_build "$ref" && unbuild &&
+	echo "1 chain" > "$d/layers" && mv "$ref" "$d/expect" &&
+	"$CHAINADM" format -q -s ${MIB}M -c 64K "$SEEDS/dest.img"
+}
+
+tap_check "seed set raw3 (raw <- s1 <- s2) reads as written" seed_raw3
+tap_check "seed set chain2 (chain <- s1, 4 KiB clusters) reads as written" seed_chain2
+tap_check "seed set lone (one chain layer) reads as written" seed_lone
+dm_remove fz_build >/dev/null 2>&1
+
+# Five scratch files on loop devices: three layers and a mirror
+# destination at most; chain-fuzz rewrites them for every input.
+SCRATCH=()
+for i in 0 1 2 3 4; do
+	f=$WORK/scratch/$i.img
+	truncate -s ${MIB}M "$f" || die "cannot create $f"
+	l=$(losetup -f --show "$f") || die "cannot attach $f"
+	SCRATCH+=(--scratch "$f=$l")
+done
+
+run_fuzz() {
+	local only=()
+	[ -n "${FUZZ_ONLY:-}" ] && only=(--only "$FUZZ_ONLY")
+	"$FUZZ" --seeds "$SEEDS" "${SCRATCH[@]}" --seed "$1" --inputs "$2" \
+		"${only[@]}" ${FUZZ_VERBOSE:+--verbose}
+}
+
+log "FUZZ_SEED=$FUZZ_SEED FUZZ_INPUTS=$FUZZ_INPUTS (STRESS=${STRESS:-0})"
+tap_check "$FUZZ_INPUTS random inputs, seed $FUZZ_SEED" run_fuzz "$FUZZ_SEED" "$FUZZ_INPUTS"
+
+left=$(dmsetup ls 2>/dev/null | grep -v '^No devices found')
+tap_check "no dm device left behind" test -z "$left"
+detach_all
+tap_check "dm-chain unloads" chain_unload_module
+tap_check "kernel log clean" kmsg_check "$TEST_NAME"
+tap_done
