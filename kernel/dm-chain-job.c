@@ -1613,6 +1613,19 @@ static int setup_job(struct chain_job *job, char *err, size_t err_len)
 			      err, err_len);
 		if (IS_ERR(v))
 			return PTR_ERR(v);
+		/*
+		 * A full copy's view holds the destination alone, so nothing
+		 * has compared its clusters with the chain's: the walk indexes
+		 * the destination's table by the chain's cluster numbers.
+		 */
+		if (dm_chain_cluster_shift(v) != dm_chain_cluster_shift(cc->cmd)) {
+			snprintf(err, err_len,
+				 "Mirror destination has %u-byte clusters, the chain %u-byte ones: format it with the chain's cluster size",
+				 1u << dm_chain_cluster_shift(v),
+				 1u << dm_chain_cluster_shift(cc->cmd));
+			dm_chain_metadata_close(v);
+			return -EINVAL;
+		}
 		job->dest = v;
 		/*
 		 * A shallow copy starts from an empty layer; one the active

@@ -40,14 +40,14 @@ fi
 FUZZ_INPUTS=${FUZZ_INPUTS:-300}
 FUZZ_SEED=${FUZZ_SEED:-$(date +%s)}
 
-tap_plan 8
+tap_plan 10
 kmsg_mark
 
 modprobe dm-mod || die "modprobe dm-mod failed"
 modprobe loop || die "modprobe loop failed"
 on_exit "rm -rf $WORK"
 on_exit detach_all
-on_exit "dm_remove fz_build; dm_remove chain_fuzz"
+on_exit "dm_remove fz_build; dm_remove fz_reg; dm_remove chain_fuzz"
 rm -rf "$WORK"
 mkdir -p "$SEEDS" "$WORK/scratch" || die "cannot create $WORK"
 
@@ -89,14 +89,13 @@ zero_range() {
 		   count=$(($4 / 4096)) conv=notrunc status=none
 }
 
-# build SET BASETYPE LAYER... (bottom first): the chain through chainadm
-# create (dm device fz_build), then SET's layers file.
+# build raw|"" LAYER... (bottom first): the chain as dm device fz_build
+# through chainadm create, over a raw base or not.
 build() {
-	local set=$1 type=$2 dev=/dev/mapper/fz_build
-	shift 2
-	"$CHAINADM" create --layers ${type:+--raw-base} fz_build "$@" ||
-		return 1
-	[ -b "$dev" ] || return 1
+	local raw=$1
+	shift
+	"$CHAINADM" create --layers ${raw:+--raw-base} fz_build "$@" &&
+		[ -b /dev/mapper/fz_build ]
 }
 unbuild() { "$CHAINADM" remove fz_build; }
 
@@ -107,46 +106,43 @@ seed_raw3() {
 	python3 -S -c "import random,sys; open(sys.argv[1],'wb').write(random.Random(1).randbytes($MIB<<20))" "$d/0.img" &&
 	cp "$d/0.img" "$ref" &&
 	"$CHAINADM" format -q -c 64K --backing "$d/0.img" --backing-type raw "$d/1.img" &&
-	build raw3 raw "$d/0.img" "$d/1.img" &&
+	build raw "$d/0.img" "$d/1.img" &&
 	write_random /dev/mapper/fz_build "$ref" 6 2 && unbuild &&
 	"$CHAINADM" format -q --backing "$d/1.img" "$d/2.img" &&
-	build raw3 raw "$d/0.img" "$d/1.img" "$d/2.img" &&
+	build raw "$d/0.img" "$d/1.img" "$d/2.img" &&
 	write_random /dev/mapper/fz_build "$ref" 6 3 &&
 	zero_range /dev/mapper/fz_build "$ref" $((3 << 16)) $((2 << 16)) &&
 	cmp /dev/mapper/fz_build "$ref" && unbuild &&
 	echo "3 raw" > "$d/layers" && mv "$ref" "$d/expect"
 }
 
-# Seed set chain2: chain base <- s1, 4 KiB clusters.
-seed_chain2() {
-	local d=$SEEDS/chain2 ref=$WORK/chain2.ref
+# seed_chain NAME CLUSTER SEED [OFF LEN]: seed set NAME over a chain base
+# of CLUSTER clusters: the base alone, or with OFF a layer over it that
+# holds ZERO entries at OFF..OFF+LEN too.
+seed_chain() {
+	local d=$SEEDS/$1 ref=$WORK/$1.ref n=1
 	mkdir -p "$d" && truncate -s ${MIB}M "$ref" &&
-	"$CHAINADM" format -q -s ${MIB}M -c 4K "$d/0.img" &&
-	build chain2 "" "$d/0.img" &&
-	write_random /dev/mapper/fz_build "$ref" 8 4 && unbuild &&
-	"$CHAINADM" format -q -c 4K --backing "$d/0.img" "$d/1.img" &&
-	build chain2 "" "$d/0.img" "$d/1.img" &&
-	write_random /dev/mapper/fz_build "$ref" 8 5 &&
-	zero_range /dev/mapper/fz_build "$ref" $((100 << 12)) $((3 << 12)) &&
+	"$CHAINADM" format -q -s ${MIB}M -c "$2" "$d/0.img" &&
+	build "" "$d/0.img" &&
+	write_random /dev/mapper/fz_build "$ref" 8 "$3" || return 1
+	if [ $# -gt 3 ]; then
+		n=2
+		unbuild &&
+		"$CHAINADM" format -q -c "$2" --backing "$d/0.img" "$d/1.img" &&
+		build "" "$d/0.img" "$d/1.img" &&
+		write_random /dev/mapper/fz_build "$ref" 8 $(($3 + 1)) &&
+		zero_range /dev/mapper/fz_build "$ref" "$4" "$5" || return 1
+	fi
 	cmp /dev/mapper/fz_build "$ref" && unbuild &&
-	echo "2 chain" > "$d/layers" && mv "$ref" "$d/expect"
-}
-
-# Seed set lone: one chain layer; dest.img: an empty one.
-seed_lone() {
-	local d=$SEEDS/lone ref=$WORK/lone.ref
-	mkdir -p "$d" && truncate -s ${MIB}M "$ref" &&
-	"$CHAINADM" format -q -s ${MIB}M -c 64K "$d/0.img" &&
-	build lone "" "$d/0.img" &&
-	write_random /dev/mapper/fz_build "$ref" 6 6 &&
-	cmp /dev/mapper/fz_build "$ref" && unbuild &&
-	echo "1 chain" > "$d/layers" && mv "$ref" "$d/expect" &&
-	"$CHAINADM" format -q -s ${MIB}M -c 64K "$SEEDS/dest.img"
+	echo "$n chain" > "$d/layers" && mv "$ref" "$d/expect"
 }
 
 tap_check "seed set raw3 (raw <- s1 <- s2) reads as written" seed_raw3
-tap_check "seed set chain2 (chain <- s1, 4 KiB clusters) reads as written" seed_chain2
-tap_check "seed set lone (one chain layer) reads as written" seed_lone
+tap_check "seed set chain2 (chain <- s1, 4 KiB clusters) reads as written" \
+	seed_chain chain2 4K 4 $((100 << 12)) $((3 << 12))
+tap_check "seed set lone (one chain layer) reads as written" seed_chain lone 64K 6
+tap_check "an empty chain layer, a mirror destination" \
+	"$CHAINADM" format -q -s ${MIB}M -c 64K "$SEEDS/dest.img"
 dm_remove fz_build >/dev/null 2>&1
 
 # Five scratch files on loop devices: three layers and a mirror
@@ -165,6 +161,36 @@ run_fuzz() {
 	"$FUZZ" --seeds "$SEEDS" "${SCRATCH[@]}" --seed "$1" --inputs "$2" \
 		"${only[@]}" ${FUZZ_VERBOSE:+--verbose}
 }
+
+# Regression inputs, each a refusal the fuzz once found missing.
+# regress_refused NAME WANT TABLE: dmsetup create with TABLE (over the
+# copies in $WORK/reg) must fail, with WANT in the kernel log.
+regress_refused() {
+	local out=$WORK/reg/out
+	echo "dm-chain-test: regression $1 ;" > /dev/kmsg
+	if dmsetup create fz_reg --table "$3" >"$out" 2>&1; then
+		dmsetup remove fz_reg
+		log "$1: accepted: $3"
+		return 1
+	fi
+	dmesg | sed -n "/dm-chain-test: regression $1 ;/,\$p" >"$out"
+	grep -q -F "$2" "$out" || { log "$1: no '$2' in: $(cat "$out")"; return 1; }
+}
+
+# A full mirror of a 4 KiB-cluster chain into a 64 KiB-cluster layer:
+# the walk indexed the destination's table with the chain's cluster
+# numbers, past its end (memory corruption, an oops at the remove on
+# 6.12; seed 1796167471).
+regress_mirror_csize() {
+	local r=$WORK/reg l0 l1 ld
+	mkdir -p "$r" &&
+	cp "$SEEDS/chain2/0.img" "$SEEDS/chain2/1.img" "$SEEDS/dest.img" "$r/" &&
+	l0=$(losetup -f --show "$r/0.img") && l1=$(losetup -f --show "$r/1.img") &&
+	ld=$(losetup -f --show "$r/dest.img") &&
+	regress_refused mirror_csize "Mirror destination has 65536-byte clusters" \
+		"0 $((MIB * 2048)) chain 2 chain $l0 $l1 4 mirror $ld chain full"
+}
+tap_check "a mirror destination of another cluster size is refused" regress_mirror_csize
 
 log "FUZZ_SEED=$FUZZ_SEED FUZZ_INPUTS=$FUZZ_INPUTS (STRESS=${STRESS:-0})"
 tap_check "$FUZZ_INPUTS random inputs, seed $FUZZ_SEED" run_fuzz "$FUZZ_SEED" "$FUZZ_INPUTS"
