@@ -337,24 +337,13 @@ static const char *kmsg_find(const char *lines, const char *needle)
 
 /* ---------------------------------------------------------------- dm */
 
-static void dm_init(struct dm_ioctl *io, size_t size, const char *name,
-		    uint32_t flags)
-{
-	memset(io, 0, size);
-	io->version[0] = DM_VERSION_MAJOR;
-	io->data_size = size;
-	io->data_start = sizeof(*io);
-	snprintf(io->name, sizeof(io->name), "%s", name);
-	io->flags = flags;
-}
-
 static int dm_remove(struct run *r)
 {
 	struct dm_ioctl io;
 	int i;
 
 	for (i = 0; i < 100; i++) {
-		dm_init(&io, sizeof(io), r->c->dm_name, 0);
+		dm_ioctl_init(&io, sizeof(io), r->c->dm_name, 0);
 		if (!ioctl(r->ctl, DM_DEV_REMOVE, &io) || errno == ENXIO)
 			return 0;
 		if (errno != EBUSY)
@@ -369,7 +358,7 @@ static int dm_create_empty(struct run *r)
 {
 	struct dm_ioctl io;
 
-	dm_init(&io, sizeof(io), r->c->dm_name, 0);
+	dm_ioctl_init(&io, sizeof(io), r->c->dm_name, 0);
 	if (ioctl(r->ctl, DM_DEV_CREATE, &io)) {
 		report(r->c->dm_name, "DM_DEV_CREATE", errno);
 		return -1;
@@ -389,7 +378,7 @@ static int dm_load(struct run *r)
 
 	if (!io)
 		return -ENOMEM;
-	dm_init(io, size, r->c->dm_name, 0);
+	dm_ioctl_init(io, size, r->c->dm_name, 0);
 	io->target_count = 1;
 	sp = (struct dm_target_spec *)(io + 1);
 	sp->sector_start = 0;
@@ -406,7 +395,7 @@ static int dm_resume(struct run *r)
 {
 	struct dm_ioctl io;
 
-	dm_init(&io, sizeof(io), r->c->dm_name, 0);
+	dm_ioctl_init(&io, sizeof(io), r->c->dm_name, 0);
 	return ioctl(r->ctl, DM_DEV_SUSPEND, &io) ? -errno : 0;
 }
 
@@ -416,7 +405,7 @@ static int dm_message(struct run *r, const char *msg)
 	struct dm_ioctl *io = (struct dm_ioctl *)buf;
 	struct dm_target_msg *m = (struct dm_target_msg *)(io + 1);
 
-	dm_init(io, sizeof(buf), r->c->dm_name, 0);
+	dm_ioctl_init(io, sizeof(buf), r->c->dm_name, 0);
 	m->sector = 0;
 	snprintf(m->message, sizeof(buf) - sizeof(*io) - sizeof(*m), "%s", msg);
 	return ioctl(r->ctl, DM_TARGET_MSG, io) ? -errno : 0;
@@ -435,7 +424,7 @@ static int dm_check_status(struct run *r, char *out, size_t len)
 	const char *p;
 	size_t n;
 
-	dm_init(io, sizeof(buf), r->c->dm_name, 0);
+	dm_ioctl_init(io, sizeof(buf), r->c->dm_name, 0);
 	if (ioctl(r->ctl, DM_TABLE_STATUS, io)) {
 		snprintf(out, len, "DM_TABLE_STATUS: %s", strerror(errno));
 		return -1;
@@ -1112,6 +1101,29 @@ static int fail(struct run *r, const char *what)
 	return -1;
 }
 
+/* Fail input r->input with its device (created, maybe loaded) removed. */
+static int fail_removed(struct run *r, const char *what)
+{
+	unlink(r->node);
+	dm_remove(r);
+	return fail(r, what);
+}
+
+/* The kernel log clean and the status sane after @when; else fail. */
+static int check_device(struct run *r, const char *when)
+{
+	char status[256], what[128];
+
+	snprintf(what, sizeof(what), "kernel warning at %s", when);
+	if (kmsg_drain(r, NULL, 0, when))
+		return fail_removed(r, what);
+	if (dm_check_status(r, status, sizeof(status))) {
+		printf("# status: %s\n", status);
+		return fail_removed(r, "status shows more done than in total");
+	}
+	return 0;
+}
+
 static void count(struct run *r, enum outcome o)
 {
 	unsigned int k;
@@ -1120,6 +1132,31 @@ static void count(struct run *r, enum outcome o)
 	for (k = 0; k < NR_KINDS; k++)
 		if (r->kinds & (1u << k))
 			r->by_kind[k][o]++;
+}
+
+/*
+ * The table load or the resume failed with @err: the kernel log since
+ * (@klog) must say why, and the input must have been invalid.
+ */
+static int refused(struct run *r, int err, const char *klog, enum outcome o)
+{
+	const char *why = kmsg_find(klog, "device-mapper:");
+
+	dm_remove(r);
+	if (!why || strstr(why, "Unknown error")) {
+		printf("# %s: %s; kernel log: %s\n", outcome_names[o],
+		       strerror(-err), why ? why : "(nothing)");
+		return fail(r, "refused without a message");
+	}
+	if (r->layers_pristine && r->line_valid) {
+		printf("# %s\n", why);
+		return fail(r, "a valid table was refused");
+	}
+	if (r->c->verbose)
+		printf("#   %s: %s\n", outcome_names[o], why);
+	count(r, o);
+	return kmsg_drain(r, NULL, 0, "the remove") ?
+	       fail(r, "kernel warning at the remove") : 0;
 }
 
 static int one_input(struct run *r)
@@ -1251,48 +1288,18 @@ static int one_input(struct run *r)
 	err = dm_load(r);
 	if (kmsg_drain(r, klog, sizeof(klog), "the table load"))
 		return fail(r, "kernel warning at the table load");
-	if (err) {
-		const char *why = kmsg_find(klog, "device-mapper:");
-
-		dm_remove(r);
-		if (!why || strstr(why, "Unknown error")) {
-			printf("# table load: %s; kernel log: %s\n",
-			       strerror(-err), why ? why : "(nothing)");
-			return fail(r, "refused without a message");
-		}
-		if (r->layers_pristine && r->line_valid) {
-			printf("# %s\n", why);
-			return fail(r, "a valid table was refused");
-		}
-		if (r->c->verbose)
-			printf("#   refused: %s\n", why);
-		count(r, O_REFUSED);
-		return kmsg_drain(r, NULL, 0, "the remove") ?
-		       fail(r, "kernel warning at the remove") : 0;
-	}
+	if (err)
+		return refused(r, err, klog, O_REFUSED);
 	err = dm_resume(r);
 	if (kmsg_drain(r, klog, sizeof(klog), "the resume"))
 		return fail(r, "kernel warning at the resume");
-	if (err) {
-		const char *why = kmsg_find(klog, "chain");
-
-		dm_remove(r);
-		if (!why) {
-			printf("# resume: %s; kernel log: nothing\n",
-			       strerror(-err));
-			return fail(r, "resume refused without a message");
-		}
-		if (r->c->verbose)
-			printf("#   refused at resume: %s\n", why);
-		count(r, O_RESUME_REFUSED);
-		return 0;
-	}
+	if (err)
+		return refused(r, err, klog, O_RESUME_REFUSED);
 
 	unlink(r->node);
 	if (mknod(r->node, S_IFBLK | 0600, r->dm_dev)) {
 		report(r->node, "mknod", errno);
-		dm_remove(r);
-		return fail(r, "mknod");
+		return fail_removed(r, "mknod");
 	}
 	/*
 	 * The layers as made, named in order, must read as made (a mirror
@@ -1308,35 +1315,22 @@ static int one_input(struct run *r)
 			expect = s->expect;
 			r->pristine_checked++;
 		}
-		if (read_all(r, expect, &eio)) {
-			dm_remove(r);
-			return fail(r, expect ? "accepted but wrong" :
-					 "read failed other than by EIO");
-		}
-		if (expect && eio) {
-			dm_remove(r);
-			return fail(r, "the layers as made hit EIO");
-		}
+		if (read_all(r, expect, &eio))
+			return fail_removed(r, expect ? "accepted but wrong" :
+					    "read failed other than by EIO");
+		if (expect && eio)
+			return fail_removed(r, "the layers as made hit EIO");
 	}
-	if (kmsg_drain(r, NULL, 0, "the read")) {
-		dm_remove(r);
-		return fail(r, "kernel warning at the read");
-	}
-	if (dm_check_status(r, msg, sizeof(msg))) {
-		printf("# status: %s\n", msg);
-		dm_remove(r);
-		return fail(r, "status shows more done than in total");
-	}
+	if (check_device(r, "the read"))
+		return -1;
 
 	/* Messages, valid and not; every refusal says why. */
 	nm = rng_below(&r->rng, 4);
 	for (i = 0; i < nm; i++) {
 		random_message(r, n, msg, sizeof(msg));
 		err = dm_message(r, msg);
-		if (kmsg_drain(r, klog, sizeof(klog), msg)) {
-			dm_remove(r);
-			return fail(r, "kernel warning at a message");
-		}
+		if (kmsg_drain(r, klog, sizeof(klog), msg))
+			return fail_removed(r, "kernel warning at a message");
 		if (r->c->verbose)
 			printf("#   message '%s': %s\n", msg,
 			       err ? strerror(-err) : "accepted");
@@ -1348,28 +1342,16 @@ static int one_input(struct run *r)
 		if (!kmsg_find(klog, "device-mapper:")) {
 			printf("# message '%s': %s, no kernel log line\n", msg,
 			       strerror(-err));
-			dm_remove(r);
-			return fail(r, "message refused without a message");
+			return fail_removed(r, "message refused without a message");
 		}
 	}
 	if (r->no_space_errors && rng_below(&r->rng, 2) &&
-	    write_some(r, r->len_sect * 512)) {
-		dm_remove(r);
-		return fail(r, "write failed other than by EIO or ENOSPC");
-	}
-	if (nm && read_all(r, NULL, &eio2)) {
-		dm_remove(r);
-		return fail(r, "read failed other than by EIO");
-	}
-	if (kmsg_drain(r, NULL, 0, "the messages and writes")) {
-		dm_remove(r);
-		return fail(r, "kernel warning");
-	}
-	if (dm_check_status(r, msg, sizeof(msg))) {
-		printf("# status: %s\n", msg);
-		dm_remove(r);
-		return fail(r, "status shows more done than in total");
-	}
+	    write_some(r, r->len_sect * 512))
+		return fail_removed(r, "write failed other than by EIO or ENOSPC");
+	if (nm && read_all(r, NULL, &eio2))
+		return fail_removed(r, "read failed other than by EIO");
+	if (check_device(r, "the messages and writes"))
+		return -1;
 	unlink(r->node);
 	if (dm_remove(r))
 		return fail(r, "the device cannot be removed");
