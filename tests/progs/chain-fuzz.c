@@ -1304,14 +1304,14 @@ static int one_input(struct run *r)
 	/*
 	 * The layers as made, named in order, must read as made (a mirror
 	 * or a job only copies).  Only an accepted line with the right
-	 * length qualifies; a mangled line may name another scratch device.
+	 * length qualifies; a mangled line may name another scratch device,
+	 * and a chain layer named raw reads as the bytes it holds.
 	 */
 	{
 		const uint8_t *expect = NULL;
 
 		if (r->layers_pristine && r->len_sect == s->size / 512 &&
-		    (tk & ~((1u << T_FEATURES) | (1u << T_COUNT) |
-			    (1u << T_BASE))) == 0) {
+		    (tk & ~((1u << T_FEATURES) | (1u << T_COUNT))) == 0) {
 			expect = s->expect;
 			r->pristine_checked++;
 		}
