@@ -1760,6 +1760,9 @@ int chain_job_ctr(struct chain_c *cc, char *err, size_t err_len)
 		job->bandwidth = le64_to_cpu(rec.bandwidth);
 		if (job->type < DM_CHAIN_JOB_STREAM ||
 		    job->type > DM_CHAIN_JOB_ACTIVE_COMMIT ||
+		    /* a commit writes into its base: it must name one */
+		    (job->type != DM_CHAIN_JOB_STREAM &&
+		     job->base == DM_CHAIN_JOB_NO_LAYER) ||
 		    !same_layer(cc, job->top, rec.top_uuid) ||
 		    (job->base != DM_CHAIN_JOB_NO_LAYER &&
 		     (!same_layer(cc, job->base, rec.base_uuid) ||

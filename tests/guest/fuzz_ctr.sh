@@ -40,7 +40,7 @@ fi
 FUZZ_INPUTS=${FUZZ_INPUTS:-300}
 FUZZ_SEED=${FUZZ_SEED:-$(date +%s)}
 
-tap_plan 10
+tap_plan 11
 kmsg_mark
 
 modprobe dm-mod || die "modprobe dm-mod failed"
@@ -191,6 +191,43 @@ regress_mirror_csize() {
 		"0 $((MIB * 2048)) chain 2 chain $l0 $l1 4 mirror $ld chain full"
 }
 tap_check "a mirror destination of another cluster size is refused" regress_mirror_csize
+
+# A commit recorded in the active layer without a base (base index
+# "none"): the constructor took it and indexed its layer list with
+# 0xffffffff (an oops in setup_job on 6.1; seed 17).
+regress_commit_nobase() {
+	local r=$WORK/reg2 l0 l1 l2
+	mkdir -p "$r" && cp "$SEEDS"/raw3/[012].img "$r/" &&
+	python3 -S - "$CHAIN_ROOT/tests/layer-patch.py" "$r" <<'EOF2' &&
+import importlib.util, struct, sys
+spec = importlib.util.spec_from_file_location("lp", sys.argv[1])
+lp = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lp)
+def slot_of(path):
+    with open(path, "rb") as f:
+        return lp.current_slot(f)
+with open(sys.argv[2] + "/1.img", "rb") as f:
+    f.seek(slot_of(sys.argv[2] + "/1.img") * lp.BLOCK)
+    top_uuid = lp.get(bytearray(f.read(lp.BLOCK)), "uuid")
+path = sys.argv[2] + "/2.img"
+s = slot_of(path)
+with open(path, "r+b") as f:
+    f.seek(s * lp.BLOCK)
+    slot = bytearray(f.read(lp.BLOCK))
+    # job record: magic, commit, running, top 1, base none, top uuid
+    struct.pack_into("<IBBBBII", slot, 128, 0x31424f4a, 2, 1, 0, 0, 1,
+                     0xffffffff)
+    slot[128 + 48:128 + 64] = top_uuid
+    lp.put(slot, "csum", lp.crc32c(bytes(slot[4:])))
+    f.seek(s * lp.BLOCK)
+    f.write(slot)
+EOF2
+	l0=$(losetup -f --show "$r/0.img") && l1=$(losetup -f --show "$r/1.img") &&
+	l2=$(losetup -f --show "$r/2.img") &&
+	regress_refused commit_nobase "records a commit job over other layers" \
+		"0 $((MIB * 2048)) chain 3 raw $l0 $l1 $l2"
+}
+tap_check "a commit job recorded without a base is refused" regress_commit_nobase
 
 log "FUZZ_SEED=$FUZZ_SEED FUZZ_INPUTS=$FUZZ_INPUTS (STRESS=${STRESS:-0})"
 tap_check "$FUZZ_INPUTS random inputs, seed $FUZZ_SEED" run_fuzz "$FUZZ_SEED" "$FUZZ_INPUTS"
