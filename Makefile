@@ -21,7 +21,8 @@
 # BENCH_DEPTHS ("1 4 16 64"), BENCH_JOB_DEPTH (4), BENCH_JOB_SIZE (MiB, 1024),
 # BENCH_SECTIONS ("io jobs fg bw mem"), BENCH_OUT, GUEST_MEM (5G);
 # for make stress: CRASH_STATES (50000), CRASH_SEED, RACE_SEED,
-# RESTART_ROUNDS (10), FM_ROUNDS (4), FM_SEED (see README.md).
+# RESTART_ROUNDS (10), FM_ROUNDS (4), FM_SEED, FUZZ_INPUTS (5000),
+# FUZZ_SEED (see README.md).
 
 KVER ?= 6.1
 # Never uname -r: the host's running kernel is not the one we test on.
@@ -100,13 +101,14 @@ check:
 # crash_states explores CRASH_STATES states per kernel; each guest
 # gets a time limit to match.  CRASH_SEED=N replays a run.
 STRESS_TESTS ?= race_stress crash_states jobs_restart jobs_fault_matrix \
-		chain_model crash_logwrites
+		chain_model crash_logwrites fuzz_ctr
 CRASH_STATES ?= 50000
 stress:
 	tools/deps $(KERNELS)
 	$(MAKE) all
 	$(MAKE) modules-all
 	STRESS=1 CRASH_STATES=$(CRASH_STATES) CRASH_SEED="$(CRASH_SEED)" \
+		FUZZ_SEED="$(FUZZ_SEED)" \
 		TEST_TIMEOUT=$$(( $(CRASH_STATES) + 3600 )) GUEST_PARALLEL=0 \
 		KERNELS="$(KERNELS)" tests/run_tests.sh $(STRESS_TESTS)
 

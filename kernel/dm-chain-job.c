@@ -1635,6 +1635,19 @@ static int setup_job(struct chain_job *job, char *err, size_t err_len)
 			dest_view_error(job->shallow ? active : 0, err, err_len);
 			return PTR_ERR(v);
 		}
+		/*
+		 * A full copy's view holds the destination alone, so nothing
+		 * has compared its clusters with the chain's: the walk indexes
+		 * the destination's table by the chain's cluster numbers.
+		 */
+		if (dm_chain_cluster_shift(v) != dm_chain_cluster_shift(cc->cmd)) {
+			snprintf(err, err_len,
+				 "Mirror destination has %u-byte clusters, the chain %u-byte ones: format it with the chain's cluster size",
+				 1u << dm_chain_cluster_shift(v),
+				 1u << dm_chain_cluster_shift(cc->cmd));
+			dm_chain_metadata_close(v);
+			return -EINVAL;
+		}
 		job->dest = v;
 		/*
 		 * A shallow copy starts from an empty layer; one the active
@@ -1769,6 +1782,9 @@ int chain_job_ctr(struct chain_c *cc, char *err, size_t err_len)
 		job->bandwidth = le64_to_cpu(rec.bandwidth);
 		if (job->type < DM_CHAIN_JOB_STREAM ||
 		    job->type > DM_CHAIN_JOB_ACTIVE_COMMIT ||
+		    /* a commit writes into its base: it must name one */
+		    (job->type != DM_CHAIN_JOB_STREAM &&
+		     job->base == DM_CHAIN_JOB_NO_LAYER) ||
 		    !same_layer(cc, job->top, rec.top_uuid) ||
 		    (job->base != DM_CHAIN_JOB_NO_LAYER &&
 		     (!same_layer(cc, job->base, rec.base_uuid) ||

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/dm-ioctl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <stdarg.h>
@@ -226,6 +227,17 @@ int dev_zeroout(const struct dev *d, uint64_t off, uint64_t len)
 				      FALLOC_FL_KEEP_SIZE,
 				      "fallocate(ZERO_RANGE)", off, len);
 	return dev_discard(d, off, len);
+}
+
+void dm_ioctl_init(struct dm_ioctl *io, size_t size, const char *name,
+		   uint32_t flags)
+{
+	memset(io, 0, size);
+	io->version[0] = DM_VERSION_MAJOR;
+	io->data_size = size;
+	io->data_start = sizeof(*io);
+	snprintf(io->name, sizeof(io->name), "%s", name);
+	io->flags = flags;
 }
 
 int parse_u64(const char *s, uint64_t *out)

@@ -60,6 +60,11 @@ int xwrite_all(int fd, const void *buf, size_t len, const char *name);
 int dev_discard(const struct dev *d, uint64_t off, uint64_t len);
 int dev_zeroout(const struct dev *d, uint64_t off, uint64_t len);
 
+/* A device-mapper ioctl buffer of @size bytes for device @name, zeroed. */
+struct dm_ioctl;
+void dm_ioctl_init(struct dm_ioctl *io, size_t size, const char *name,
+		   uint32_t flags);
+
 /* "64K", "1M", "512", "2G": binary suffixes K, M, G, T (case-insensitive). */
 int parse_size(const char *s, uint64_t *out);
 int parse_u64(const char *s, uint64_t *out);

@@ -630,17 +630,6 @@ static int start_stamp(struct run *r)
 	return r->to_stamp && r->from_stamp ? 0 : -1;
 }
 
-static void dm_init(struct dm_ioctl *io, size_t size, const char *name,
-		    uint32_t flags)
-{
-	memset(io, 0, size);
-	io->version[0] = DM_VERSION_MAJOR;
-	io->data_size = size;
-	io->data_start = sizeof(*io);
-	snprintf(io->name, sizeof(io->name), "%s", name);
-	io->flags = flags;
-}
-
 static void dm_remove(struct run *r)
 {
 	struct dm_ioctl io;
@@ -649,7 +638,7 @@ static void dm_remove(struct run *r)
 	unlink(r->node);
 	/* Whoever else opened the node (none should) may hold it briefly. */
 	for (i = 0; i < 50; i++) {
-		dm_init(&io, sizeof(io), r->c->dm_name, 0);
+		dm_ioctl_init(&io, sizeof(io), r->c->dm_name, 0);
 		if (!ioctl(r->ctl, DM_DEV_REMOVE, &io) || errno == ENXIO)
 			return;
 		if (errno != EBUSY)
@@ -671,14 +660,14 @@ static int dm_create(struct run *r, const struct table *t)
 
 	if (!io)
 		return -ENOMEM;
-	dm_init(io, sizeof(*io), r->c->dm_name, 0);
+	dm_ioctl_init(io, sizeof(*io), r->c->dm_name, 0);
 	if (ioctl(r->ctl, DM_DEV_CREATE, io)) {
 		err = -errno;
 		report(r->c->dm_name, "DM_DEV_CREATE", errno);
 		goto out;
 	}
 	dev = (dev_t)io->dev;
-	dm_init(io, size, r->c->dm_name, DM_READONLY_FLAG);
+	dm_ioctl_init(io, size, r->c->dm_name, DM_READONLY_FLAG);
 	io->target_count = 1;
 	sp = (struct dm_target_spec *)(io + 1);
 	sp->sector_start = t->start;
@@ -689,7 +678,7 @@ static int dm_create(struct run *r, const struct table *t)
 		err = -errno;
 		goto out_remove;
 	}
-	dm_init(io, sizeof(*io), r->c->dm_name, 0);
+	dm_ioctl_init(io, sizeof(*io), r->c->dm_name, 0);
 	if (ioctl(r->ctl, DM_DEV_SUSPEND, io)) {	/* no SUSPEND flag: resume */
 		err = -errno;
 		goto out_remove;
@@ -1513,7 +1502,7 @@ static int send_marks(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	for (i = 3; i < argc; i++) {
-		dm_init(io, sizeof(buf), argv[i], 0);
+		dm_ioctl_init(io, sizeof(buf), argv[i], 0);
 		msg->sector = 0;
 		snprintf(msg->message, sizeof(buf) - sizeof(*io) - sizeof(*msg),
 			 "mark %s", argv[2]);
