@@ -183,10 +183,10 @@ fi
 
 # The guest boots ("units", KVER.N): kernels after the first run only
 # the tests not listed as first_only= in tests/settings (all with FULL=1,
-# or when tests are named).  The tests listed as third_guest= run in a
-# guest of their own on every kernel, and those listed as second_guest=
-# in another one on the first kernel (which runs the most), so that no
-# one guest is the long pole of the run.
+# or when tests are named).  On the first kernel, which runs the most,
+# the tests listed as second_guest= and third_guest= run in a second and
+# a third guest beside the first, so that no one guest is the long pole
+# of the run.
 read -r -a first_only <<< "$(sed -n 's/^first_only=//p' "$tests_dir/settings" 2>/dev/null)"
 read -r -a second <<< "$(sed -n 's/^second_guest=//p' "$tests_dir/settings" 2>/dev/null)"
 read -r -a third <<< "$(sed -n 's/^third_guest=//p' "$tests_dir/settings" 2>/dev/null)"
@@ -209,7 +209,7 @@ for k in "${kernels[@]}"; do
 		fi
 		if [ "$k" = "${kernels[0]}" ] && listed "$t" "${second[@]}"; then
 			echo "$t" >> "$gdir/list.$k.2"
-		elif listed "$t" "${third[@]}"; then
+		elif [ "$k" = "${kernels[0]}" ] && listed "$t" "${third[@]}"; then
 			echo "$t" >> "$gdir/list.$k.3"
 		else
 			echo "$t" >> "$gdir/list.$k.1"
