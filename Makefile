@@ -9,6 +9,8 @@
 #                        (STRESS_TESTS) on KERNELS, one guest at a time
 #   make bench           benchmarks in one guest: dm-chain against dm-linear,
 #                        dm-snapshot, dm-thin and qcow2 (build/bench/<date>-<krel>/)
+#   make fuzz            the libFuzzer targets of tests/fuzz, FUZZ_SECONDS
+#                        each, one after another (crashes: build/fuzz/crashes/)
 #   make shell           interactive shell in a guest
 #   make install         module into /lib/modules/<kver>/updates, chainadm
 #
@@ -22,7 +24,8 @@
 # BENCH_SECTIONS ("io jobs fg bw mem"), BENCH_OUT, GUEST_MEM (5G);
 # for make stress: CRASH_STATES (50000), CRASH_SEED, RACE_SEED,
 # RESTART_ROUNDS (10), FM_ROUNDS (4), FM_SEED, FUZZ_INPUTS (5000),
-# FUZZ_SEED (see README.md).
+# FUZZ_SEED (see README.md);
+# for make fuzz: FUZZ_SECONDS (600 per target), FUZZ_TARGETS, FUZZ_SEED.
 
 KVER ?= 6.1
 # Never uname -r: the host's running kernel is not the one we test on.
@@ -42,12 +45,12 @@ MANDIR ?= $(PREFIX)/share/man
 INSTALL_MOD_DIR ?= updates
 
 .PHONY: all module modules-all userspace progs check stress demo bench shell deps \
-	install uninstall clean help
+	fuzz install uninstall clean help
 
 all: module userspace progs
 
 help:
-	@sed -n '3,24p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
 
 module:
 	@test -e "$(KDIR)/Makefile" || { \
@@ -126,6 +129,16 @@ bench:
 		BENCH_DEPTHS="$(BENCH_DEPTHS)" BENCH_JOB_DEPTH="$(BENCH_JOB_DEPTH)" \
 		BENCH_JOB_SIZE="$(BENCH_JOB_SIZE)" BENCH_SECTIONS="$(BENCH_SECTIONS)" \
 		BENCH_OUT="$(BENCH_OUT)" tools/bench/run
+
+# Every fuzz target for FUZZ_SECONDS, one at a time, from its seeds and
+# what earlier runs kept in build/fuzz/corpus/ (README.md, "Fuzzing").
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= fuzz_header fuzz_entries fuzz_job fuzz_layer
+fuzz:
+	tools/deps $(KVER)
+	$(MAKE) -C tests/fuzz
+	FUZZ_SEED="$(FUZZ_SEED)" tests/fuzz/run-fuzz.sh --seconds $(FUZZ_SECONDS) \
+		$(FUZZ_TARGETS)
 
 shell: all
 	tools/guest-run -k $(KVER) --shell

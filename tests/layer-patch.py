@@ -9,8 +9,9 @@
 FIELD is a header field of Documentation/dm-chain-format.rst (magic,
 version, cluster_size, generation, incompat_features, virtual_size,
 table_size, data_offset, data_end, backing_type, flags, uuid,
-backing_uuid).  Integers accept 0x prefixes; uuid fields take 32 hex
-digits or the name of another layer file to copy its uuid from.  The
+backing_uuid) or job (the 256-byte job record).  Integers accept 0x
+prefixes; uuid fields take 32 hex digits or the name of another layer
+file to copy its uuid from, job 512 hex digits.  The
 checksum of every edited slot is recomputed unless --keep-csum.  --entry
 writes table entry INDEX as TYPE (absent|zero|mapped|bad) with HOST.
 --raw writes bytes at an absolute offset.  --get prints a field of the
@@ -28,7 +29,7 @@ FIELDS = {  # name: (offset, struct format)
     "table_offset": (72, "<Q"), "table_size": (80, "<Q"),
     "data_offset": (88, "<Q"), "data_end": (96, "<Q"),
     "backing_type": (104, "<I"), "hint_len": (108, "<I"),
-    "backing_uuid": (112, "16s"),
+    "backing_uuid": (112, "16s"), "job": (128, "256s"),
 }
 ENTRY_TYPES = {"absent": 0, "zero": 1, "mapped": 2, "bad": 3}
 
@@ -71,9 +72,10 @@ def current_slot(f):
 
 
 def parse_value(name, text):
-    if FIELDS[name][1] != "16s":
+    fmt = FIELDS[name][1]
+    if not fmt.endswith("s"):
         return int(text, 0)
-    if len(text) == 32:
+    if len(text) == 2 * int(fmt[:-1]):
         return bytes.fromhex(text)
     with open(text, "rb") as other:
         slot = other.read(2 * BLOCK)

@@ -49,10 +49,14 @@ int job_record_get(const struct dm_chain_layer_info *info, const char *path,
 	const struct dm_chain_job_record *raw = (const void *)info->job;
 
 	memset(rec, 0, sizeof(*rec));
-	if (!raw->magic)
+	/*
+	 * Any other magic means no job (dm-chain-format.rst), as it does to
+	 * the kernel: refusing it would leave a layer chainadm cannot
+	 * assemble while the kernel runs it without a job.
+	 */
+	if (le32_to_cpu(raw->magic) != DM_CHAIN_JOB_MAGIC)
 		return 0;
-	if (le32_to_cpu(raw->magic) != DM_CHAIN_JOB_MAGIC ||
-	    raw->type < DM_CHAIN_JOB_STREAM || raw->type > DM_CHAIN_JOB_MIRROR ||
+	if (raw->type < DM_CHAIN_JOB_STREAM || raw->type > DM_CHAIN_JOB_MIRROR ||
 	    raw->phase < DM_CHAIN_PHASE_RUNNING ||
 	    raw->phase > DM_CHAIN_PHASE_FAILED ||
 	    raw->hint_len > DM_CHAIN_JOB_HINT_SIZE) {

@@ -193,8 +193,10 @@ int layer_scan_table(const struct layer *l, unsigned long *used,
 {
 	const struct dm_chain_layer_info *info = &l->info;
 	uint64_t total = info->table_size / 8, first, count;
+	/* A small table needs no 512 KiB buffer (a whole number of blocks). */
+	size_t chunk = total < SCAN_CHUNK ? total : SCAN_CHUNK;
 	/* Aligned for O_DIRECT; the table's offset and size are in blocks. */
-	__le64 *buf = aligned_alloc(DM_CHAIN_BLOCK_SIZE, SCAN_CHUNK * sizeof(*buf));
+	__le64 *buf = aligned_alloc(DM_CHAIN_BLOCK_SIZE, chunk * sizeof(*buf));
 	__u64 ignored_max = 0;
 	char err[256];
 	int r = 0;
