@@ -11,6 +11,9 @@
 #                        dm-snapshot, dm-thin and qcow2 (build/bench/<date>-<krel>/)
 #   make fuzz            the libFuzzer targets of tests/fuzz, FUZZ_SECONDS
 #                        each, one after another (crashes: build/fuzz/crashes/)
+#   make soak            a chain in real use for SOAK_MINUTES on each kernel
+#                        of KERNELS, hard power-offs every few minutes
+#                        (build/soak/<date>-<krel>.*/summary)
 #   make shell           interactive shell in a guest
 #   make install         module into /lib/modules/<kver>/updates, chainadm
 #
@@ -25,7 +28,8 @@
 # for make stress: CRASH_STATES (50000), CRASH_SEED, RACE_SEED,
 # RESTART_ROUNDS (10), FM_ROUNDS (4), FM_SEED, FUZZ_INPUTS (5000),
 # FUZZ_SEED (see README.md);
-# for make fuzz: FUZZ_SECONDS (600 per target), FUZZ_TARGETS, FUZZ_SEED.
+# for make fuzz: FUZZ_SECONDS (600 per target), FUZZ_TARGETS, FUZZ_SEED;
+# for make soak: SOAK_MINUTES (60).
 
 KVER ?= 6.1
 # Never uname -r: the host's running kernel is not the one we test on.
@@ -45,7 +49,7 @@ MANDIR ?= $(PREFIX)/share/man
 INSTALL_MOD_DIR ?= updates
 
 .PHONY: all module modules-all userspace progs check stress demo bench shell deps \
-	fuzz install uninstall clean help
+	fuzz soak install uninstall clean help
 
 all: module userspace progs
 
@@ -139,6 +143,19 @@ fuzz:
 	$(MAKE) -C tests/fuzz
 	FUZZ_SEED="$(FUZZ_SEED)" tests/fuzz/run-fuzz.sh --seconds $(FUZZ_SECONDS) \
 		$(FUZZ_TARGETS)
+
+# One soak per kernel in KERNELS, all at once (a soak is bound by time,
+# not by CPU); see README.md, "Soak".
+SOAK_MINUTES ?= 60
+soak:
+	tools/deps $(KERNELS)
+	$(MAKE) all
+	$(MAKE) modules-all
+	@set -e; pids=; for k in $(KERNELS); do \
+		SOAK_MINUTES=$(SOAK_MINUTES) tests/soak/run-soak.sh -k $$k \
+			> build/soak-$$k.log 2>&1 & pids="$$pids $$!"; done; \
+	rc=0; for p in $$pids; do wait $$p || rc=1; done; \
+	for k in $(KERNELS); do echo "== $$k"; cat build/soak-$$k.log; done; exit $$rc
 
 shell: all
 	tools/guest-run -k $(KVER) --shell
