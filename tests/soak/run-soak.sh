@@ -90,7 +90,7 @@ mib() { echo $(( $1 >> 20 )); }
 {
 	echo "dm-chain soak on $rel, $minutes min ($(( ($(date +%s) - start) / 60 )) min wall), commit $(git -C "$top" describe --always --dirty 2>/dev/null)"
 	echo "  boots:                 $boots ($cuts ended by a hard power-off, 1 clean stop)"
-	echo "  jobs resumed after a power cut: $(sum boot jobs_resumed), pivots rolled forward by recover: $(sum boot pivots_rolled_forward)"
+	echo "  jobs resumed after a power cut: $(sum boot jobs_resumed) ($(sum boot jobs_unpaused) of them paused or failed at the cut: --resume), pivots rolled forward by recover: $(sum boot pivots_rolled_forward)"
 	echo "  job operations:        snapshot $(sum job op_snapshot), pull $(sum job op_pull), commit $(sum job op_commit), active commit+pivot $(sum job op_active),"
 	echo "                         copy+pivot $(sum job op_copy) (shallow $(sum job op_copy_shallow), onto a reused layer $(sum job op_copy_reuse)), copy+finish $(sum job op_finish) ($(sum job copy_finish_verified) compared)"
 	echo "  job controls:          bandwidth changes $(sum job bandwidth_changes), pause/resume $(sum job pauses)"
