@@ -108,7 +108,7 @@ check:
 # crash_states explores CRASH_STATES states per kernel; each guest
 # gets a time limit to match.  CRASH_SEED=N replays a run.
 STRESS_TESTS ?= race_stress crash_states jobs_restart jobs_fault_matrix \
-		chain_model crash_logwrites fuzz_ctr
+		chain_model crash_logwrites fuzz_ctr scale
 CRASH_STATES ?= 50000
 stress:
 	tools/deps $(KERNELS)

@@ -42,6 +42,13 @@ static int check_geometry(const struct dm_chain_layer_info *info,
 	if (!info->virtual_size || info->virtual_size % DM_CHAIN_BLOCK_SIZE)
 		return fail(-EINVAL, "virtual size %llu is not a non-zero multiple of 4096",
 			    (unsigned long long)info->virtual_size);
+	if (info->nr_clusters > DM_CHAIN_MAX_CLUSTERS)
+		return fail(-EINVAL,
+			    "virtual size %llu is %llu clusters of %u bytes, more than the %llu a layer may have; use larger clusters",
+			    (unsigned long long)info->virtual_size,
+			    (unsigned long long)info->nr_clusters,
+			    info->cluster_size,
+			    (unsigned long long)DM_CHAIN_MAX_CLUSTERS);
 	if (info->table_offset != DM_CHAIN_TABLE_OFFSET)
 		return fail(-EINVAL, "table offset %llu is not %u",
 			    (unsigned long long)info->table_offset,

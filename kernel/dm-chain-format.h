@@ -37,6 +37,11 @@
 #define DM_CHAIN_MAX_CLUSTER_SIZE	(2u << 20)
 #define DM_CHAIN_DEFAULT_CLUSTER_SIZE	(64u << 10)
 #define DM_CHAIN_MAX_LAYERS		255u
+/*
+ * Clusters per layer: the in-memory index and the free map are sized for
+ * at most this many (16 TiB of 4 KiB clusters, 256 TiB of 64 KiB ones).
+ */
+#define DM_CHAIN_MAX_CLUSTERS		(1ULL << 32)
 #define DM_CHAIN_UUID_SIZE		16
 #define DM_CHAIN_HINT_SIZE		1024
 #define DM_CHAIN_JOB_SIZE		256

@@ -228,11 +228,11 @@ static void kick(struct chain_job *job, unsigned long delay)
 
 /* ---- What the source shows, what the destination holds ---- */
 
-static enum src_state src_state(struct chain_job *job, u64 vc,
-				struct dm_io_region *from)
+/* What the source shows for vc, as the index entry e says. */
+static enum src_state src_entry_state(struct chain_job *job, u64 vc, u64 e,
+				      struct dm_io_region *from)
 {
 	struct chain_c *cc = job->cc;
-	u64 e = dm_chain_lookup(job->src, vc);
 	unsigned int layer = chain_entry_layer(e);
 
 	if (chain_entry_kind(e) == CHAIN_NONE || (int)layer <= job->lo)
@@ -249,6 +249,12 @@ static enum src_state src_state(struct chain_job *job, u64 vc,
 		       chain_entry_host(e) << cc->cluster_shift;
 	from->count = cluster_len(cc, vc);
 	return SRC_DATA;
+}
+
+static enum src_state src_state(struct chain_job *job, u64 vc,
+				struct dm_io_region *from)
+{
+	return src_entry_state(job, vc, dm_chain_lookup(job->src, vc), from);
 }
 
 /* The destination's own entry for vc (not a lower layer's). */
@@ -532,8 +538,15 @@ static void sync_zero(struct chain_sync *s, bool absent)
 	u64 host;
 
 	if (job->type == DM_CHAIN_JOB_STREAM) {
-		if (!absent)
+		if (!absent) {
+			int r = dm_chain_prepare(cc->cmd, s->vc);
+
+			if (r) {
+				sync_retry_or_fail(s, r);
+				return;
+			}
 			dm_chain_set_zero(cc->cmd, s->vc);
+		}
 		chain_release_cell(s->cell, false, true);
 		s->cell = NULL;
 		end_sync(s, 0);
@@ -548,8 +561,15 @@ static void sync_zero(struct chain_sync *s, bool absent)
 		 * source cluster leaves the destination's entry alone.
 		 */
 		if (!(absent && job->shallow) &&
-		    (k == CHAIN_MAPPED || (k == CHAIN_NONE && !absent)))
+		    (k == CHAIN_MAPPED || (k == CHAIN_NONE && !absent))) {
+			int r = dm_chain_prepare(job->dest, s->vc);
+
+			if (r) {
+				sync_retry_or_fail(s, r);
+				return;
+			}
 			remember_dest_freed(job, dm_chain_set_zero(job->dest, s->vc));
+		}
 		end_sync(s, 0);
 		return;
 	}
@@ -583,6 +603,11 @@ static void sync_data(struct chain_sync *s, struct dm_io_region *from,
 	int r;
 
 	if (job->type == DM_CHAIN_JOB_STREAM) {
+		r = dm_chain_prepare(cc->cmd, s->vc);
+		if (r) {
+			sync_retry_or_fail(s, r);
+			return;
+		}
 		r = dm_chain_alloc_cluster(cc->cmd, &s->host);
 		if (r) {
 			chain_release_cell(s->cell, false, true);
@@ -596,6 +621,11 @@ static void sync_data(struct chain_sync *s, struct dm_io_region *from,
 		if (dest_kind(job, s->vc, &s->host) == CHAIN_MAPPED) {
 			whole = false;
 		} else {
+			r = dm_chain_prepare(job->dest, s->vc);
+			if (r) {
+				sync_retry_or_fail(s, r);
+				return;
+			}
 			r = dm_chain_alloc_cluster(job->dest, &s->host);
 			if (r) {
 				end_sync(s, r);
@@ -872,12 +902,13 @@ fail:
 
 /* ---- The background walk ---- */
 
-static bool needs_sync(struct chain_job *job, u64 vc, u64 *bytes)
+static bool entry_needs_sync(struct chain_job *job, u64 vc, u64 e,
+			     u64 *bytes)
 {
 	struct dm_io_region from;
 	u64 host;
 
-	switch (src_state(job, vc, &from)) {
+	switch (src_entry_state(job, vc, e, &from)) {
 	case SRC_DATA:
 		*bytes = (u64)from.count << SECTOR_SHIFT;
 		return true;
@@ -896,11 +927,35 @@ static bool needs_sync(struct chain_job *job, u64 vc, u64 *bytes)
 	}
 }
 
+static bool needs_sync(struct chain_job *job, u64 vc, u64 *bytes)
+{
+	return entry_needs_sync(job, vc, dm_chain_lookup(job->src, vc), bytes);
+}
+
+/*
+ * The next cluster the walk looks at after vc, which needs no sync: the
+ * end of vc's leaf when the whole leaf shows the source's background, the
+ * background needs no sync, and a chain destination holds nothing there
+ * either (what the destination holds changes only by this job); else
+ * vc + 1.  Called where needs_sync() was, with the same guarantee: a
+ * guest write published in the leaf before made it not empty.
+ */
+static u64 walk_next(struct chain_job *job, u64 vc)
+{
+	u64 bytes;
+
+	if (!dm_chain_leaf_empty(job->src, vc) ||
+	    (job->dest && !dm_chain_leaf_empty(job->dest, vc)) ||
+	    entry_needs_sync(job, vc, dm_chain_background(job->src), &bytes))
+		return vc + 1;
+	return min(dm_chain_leaf_end(job->src, vc), job->nr_clusters);
+}
+
 static u64 count_bytes(struct chain_job *job, u64 from, u64 to)
 {
 	u64 vc, bytes, total = 0;
 
-	for (vc = from; vc < to; vc++) {
+	for (vc = from; vc < to; vc = walk_next(job, vc)) {
 		if (needs_sync(job, vc, &bytes))
 			total += bytes;
 		if (!(vc & 4095))
@@ -1094,7 +1149,7 @@ static void do_job(struct work_struct *ws)
 			 * that completes after this is copied, one that
 			 * completed before is what needs_sync() saw.
 			 */
-			job->cursor++;
+			job->cursor = walk_next(job, vc);
 			spin_unlock_irq(&job->lock);
 			if (!(vc & 1023))
 				cond_resched();

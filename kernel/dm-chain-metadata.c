@@ -5,13 +5,25 @@
  * Data model.  Every chain layer holds a header (two slots), a table with
  * one entry per virtual cluster (ABSENT, ZERO or MAPPED to a host cluster of
  * that layer) and a data area allocated append-only.  At open we read every
- * layer's table once, bottom-up, and fold them into one in-memory index: one
- * u64 per virtual cluster naming the newest layer that holds it and where.
- * A read therefore costs one array lookup whatever the depth, and the read
- * path never touches metadata on disk.  Only the active (top) layer changes;
- * its table is not kept separately: an entry of the active layer is derived
- * from the index (the index names the active layer, or it does not, in which
- * case the active layer's entry is ABSENT).
+ * layer's table once, bottom-up, and fold them into one in-memory index that
+ * names, for every virtual cluster, the newest layer that holds it and where.
+ * A read therefore costs one directory slot and one leaf entry whatever the
+ * depth, and the read path never touches metadata on disk.  Only the active
+ * (top) layer changes; its table is not kept separately: an entry of the
+ * active layer is derived from the index (the index names the active layer,
+ * or it does not, in which case the active layer's entry is ABSENT).
+ *
+ * The index follows the data, not the virtual size.  A directory holds one
+ * slot per leaf of 2^leaf_shift virtual clusters (at most 64 KiB of slots
+ * per TiB of virtual size).  A slot is zero when the whole leaf shows the
+ * background (the raw base, or nothing), an extent when the whole leaf shows
+ * one layer's ZERO or one layer's consecutive host clusters (what a copy or
+ * a pull leaves), and otherwise points to a leaf of one entry per cluster.
+ * A leaf changes in place; a slot becomes a leaf only in process context
+ * (dm_chain_prepare(), before anything that may publish a mapping there),
+ * so publishing never allocates.  The active layer's dirty table blocks are
+ * marked in the leaf that holds them.  The free map covers the data area up
+ * to data_end only.
  *
  * Crash argument.  A change to the active layer is recorded in the index
  * (a mapping only after the data it points to was written) and marks its
@@ -56,6 +68,7 @@
 #include <linux/vmalloc.h>
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
+#include <linux/sched/mm.h>
 
 #include "dm-chain-metadata.h"
 
@@ -63,6 +76,26 @@
 
 /* Table blocks read per I/O at open, and copied per round at commit. */
 #define TABLE_IO_BLOCKS		256
+/*
+ * A leaf spans 2^leaf_shift clusters: LEAF_SLOTS_SHIFT slots per TiB of
+ * virtual size (2^13 slots, 64 KiB), and always whole table blocks.
+ */
+#define LEAF_SLOTS_SHIFT	13
+#define LEAF_MIN_SHIFT		9	/* DM_CHAIN_ENTRIES_PER_BLOCK */
+/* Free map bits added at least when data_end reaches its end. */
+#define FREE_MAP_STEP		4096
+/* The most host clusters a layer may have: a 1 GiB check bitmap */
+#define FREE_MAP_MAX_BITS	BIT_ULL(33)
+
+/*
+ * A directory slot that is an extent: bit 0 set, bits 2..1 the kind,
+ * bits 10..3 the layer, bits 63..11 the host cluster of the leaf's first
+ * cluster (MAPPED).  A leaf pointer is at least 8-byte aligned.
+ */
+#define EXTENT_TAG		1ULL
+#define EXTENT_KIND_SHIFT	1
+#define EXTENT_LAYER_SHIFT	3
+#define EXTENT_HOST_SHIFT	11
 /* Runs of neighbouring dirty blocks per commit round. */
 #define TABLE_RUNS		32
 
@@ -82,18 +115,22 @@ struct dm_chain_metadata {
 	struct dm_io_client *io_client;
 
 	/*
-	 * Protects the index entries of the active layer, the dirty bitmap,
-	 * data_end, dev_clusters and change_seq.  Entries are read without
-	 * it (one aligned u64, READ_ONCE against WRITE_ONCE here).
+	 * Protects the directory slots and leaf entries of the active layer,
+	 * the dirty bits, data_end, dev_clusters, the free map and
+	 * change_seq.  Slots and entries are read without it (aligned u64s,
+	 * READ_ONCE against WRITE_ONCE and smp_store_release here).
 	 */
 	spinlock_t lock;
-	u64 *index;
-	unsigned long *dirty;		/* active layer table blocks */
+	u64 *dir;			/* one slot per leaf */
+	u64 nr_slots;
+	unsigned int leaf_shift;	/* clusters per leaf, log2 */
+	u64 background;			/* what an empty slot shows */
 	u64 nr_table_blocks;
 	u64 data_end;			/* first never-allocated host cluster */
 	u64 dev_clusters;		/* active layer capacity */
 	unsigned long *free;		/* free host clusters below data_end */
 	u64 free_bits;			/* size of the free bitmap */
+	struct mutex grow_lock;		/* one free map growth at a time */
 	u64 nr_free;
 	u64 free_cursor;		/* where the next search starts */
 	u64 change_seq;			/* bumped by every change */
@@ -283,40 +320,197 @@ static int check_layers(struct dm_chain_metadata *cmd, char *err,
 	return 0;
 }
 
-static void fold_entries(struct dm_chain_metadata *cmd, unsigned int l,
-			 const __le64 *entries, u64 first, u64 count)
+/* ---- The index ---- */
+
+static u64 leaf_span(struct dm_chain_metadata *cmd)
+{
+	return 1ULL << cmd->leaf_shift;
+}
+
+/* A leaf: leaf_span() entries, then one dirty bit per table block. */
+static size_t leaf_bytes(struct dm_chain_metadata *cmd)
+{
+	return leaf_span(cmd) * sizeof(u64) +
+	       BITS_TO_LONGS(leaf_span(cmd) >> LEAF_MIN_SHIFT) * sizeof(long);
+}
+
+static unsigned long *leaf_dirty(struct dm_chain_metadata *cmd, u64 *leaf)
+{
+	return (unsigned long *)(leaf + leaf_span(cmd));
+}
+
+static u64 *slot_leaf(u64 slot)
+{
+	return slot && !(slot & EXTENT_TAG) ? (u64 *)(uintptr_t)slot : NULL;
+}
+
+static u64 make_extent(u64 e)
+{
+	return (chain_entry_host(e) << EXTENT_HOST_SHIFT) |
+	       ((u64)chain_entry_layer(e) << EXTENT_LAYER_SHIFT) |
+	       ((u64)chain_entry_kind(e) << EXTENT_KIND_SHIFT) | EXTENT_TAG;
+}
+
+/* Entry off of a leaf whose slot is not a leaf pointer. */
+static u64 slot_entry(struct dm_chain_metadata *cmd, u64 slot, u64 off)
+{
+	enum chain_kind kind;
+
+	if (!slot)
+		return cmd->background;
+	kind = (slot >> EXTENT_KIND_SHIFT) & 3;
+	return chain_entry((slot >> EXTENT_LAYER_SHIFT) & 0xff, kind,
+			   kind == CHAIN_MAPPED ?
+			   (slot >> EXTENT_HOST_SHIFT) + off : 0);
+}
+
+/* Expect 2^leaf_shift clusters per leaf, as LEAF_SLOTS_SHIFT says. */
+static void set_leaf_shift(struct dm_chain_metadata *cmd)
+{
+	int shift = 40 - LEAF_SLOTS_SHIFT - (int)cmd->cluster_shift;
+
+	cmd->leaf_shift = max(shift, LEAF_MIN_SHIFT);
+	cmd->nr_slots = DIV_ROUND_UP_ULL(cmd->nr_clusters, leaf_span(cmd));
+}
+
+/* A leaf showing what slot shows.  May sleep. */
+static u64 *leaf_alloc(struct dm_chain_metadata *cmd, u64 slot)
+{
+	u64 *leaf = kvmalloc(leaf_bytes(cmd), GFP_KERNEL);
+	u64 i;
+
+	if (!leaf)
+		return NULL;
+	for (i = 0; i < leaf_span(cmd); i++)
+		leaf[i] = slot_entry(cmd, slot, i);
+	bitmap_zero(leaf_dirty(cmd, leaf), leaf_span(cmd) >> LEAF_MIN_SHIFT);
+	return leaf;
+}
+
+/*
+ * Make the slot of vcluster a leaf, so that its entries can change in
+ * place.  The leaf shows what the slot showed: readers see no change.
+ * Process context, may sleep; allocates as GFP_NOIO.
+ */
+int dm_chain_prepare(struct dm_chain_metadata *cmd, u64 vcluster)
+{
+	u64 i = vcluster >> cmd->leaf_shift, slot, *leaf;
+	unsigned int noio;
+
+	might_sleep();
+	slot = READ_ONCE(cmd->dir[i]);
+	if (slot_leaf(slot))
+		return 0;
+	noio = memalloc_noio_save();
+	leaf = leaf_alloc(cmd, slot);
+	memalloc_noio_restore(noio);
+	if (!leaf)
+		return -ENOMEM;
+	spin_lock_irq(&cmd->lock);
+	/* A slot that is not a leaf changes only here. */
+	if (cmd->dir[i] == slot) {
+		/* Pairs with the address dependency in dm_chain_lookup(). */
+		smp_store_release(&cmd->dir[i], (u64)(uintptr_t)leaf);
+		leaf = NULL;
+	}
+	spin_unlock_irq(&cmd->lock);
+	kvfree(leaf);
+	return 0;
+}
+
+/* Free every leaf and empty the directory.  Nothing may look it up. */
+static void clear_index(struct dm_chain_metadata *cmd)
 {
 	u64 i;
 
-	for (i = 0; i < count && first + i < cmd->nr_clusters; i++) {
-		u64 e = le64_to_cpu(entries[i]);
+	for (i = 0; i < cmd->nr_slots; i++) {
+		kvfree(slot_leaf(cmd->dir[i]));
+		cmd->dir[i] = 0;
+	}
+}
 
+/*
+ * Fold count entries of layer l from cluster first into the index, at
+ * open: the leaves they fall in are allocated as needed.
+ */
+static int fold_entries(struct dm_chain_metadata *cmd, unsigned int l,
+			const __le64 *entries, u64 first, u64 count)
+{
+	u64 i, mask = leaf_span(cmd) - 1;
+
+	for (i = 0; i < count && first + i < cmd->nr_clusters; i++) {
+		u64 vc = first + i, e = le64_to_cpu(entries[i]), *leaf;
+		u64 *slot = &cmd->dir[vc >> cmd->leaf_shift];
+
+		if (dm_chain_entry_type(e) != DM_CHAIN_ENTRY_MAPPED &&
+		    dm_chain_entry_type(e) != DM_CHAIN_ENTRY_ZERO)
+			continue;
+		leaf = slot_leaf(*slot);
+		if (!leaf) {
+			leaf = leaf_alloc(cmd, *slot);
+			if (!leaf)
+				return -ENOMEM;
+			*slot = (u64)(uintptr_t)leaf;
+			}
 		if (dm_chain_entry_type(e) == DM_CHAIN_ENTRY_MAPPED)
-			cmd->index[first + i] = chain_entry(l, CHAIN_MAPPED,
-							    dm_chain_entry_cluster(e));
-		else if (dm_chain_entry_type(e) == DM_CHAIN_ENTRY_ZERO)
-			cmd->index[first + i] = chain_entry(l, CHAIN_ZERO, 0);
+			leaf[vc & mask] = chain_entry(l, CHAIN_MAPPED,
+						      dm_chain_entry_cluster(e));
+		else
+			leaf[vc & mask] = chain_entry(l, CHAIN_ZERO, 0);
+	}
+	return 0;
+}
+
+/*
+ * After open: a leaf that shows the background everywhere, or one
+ * layer's ZERO, or one layer's consecutive host clusters, becomes a slot
+ * value again.  Entries past the last cluster are not looked at.
+ */
+static void compact_index(struct dm_chain_metadata *cmd)
+{
+	u64 i, j, n, *leaf, slot;
+
+	for (i = 0; i < cmd->nr_slots; i++) {
+		leaf = slot_leaf(cmd->dir[i]);
+		if (!leaf)
+			continue;
+		n = min(leaf_span(cmd), cmd->nr_clusters - (i << cmd->leaf_shift));
+		slot = leaf[0] == cmd->background ? 0 : make_extent(leaf[0]);
+		for (j = 0; j < n; j++)
+			if (leaf[j] != slot_entry(cmd, slot, j))
+				break;
+		if (j < n)
+			continue;
+		cmd->dir[i] = slot;
+		kvfree(leaf);
 	}
 }
 
 /*
  * Turn the active layer's map of used host clusters into the free map:
- * every cluster of the data area below data_end that no entry maps.
+ * every cluster of the data area below data_end that no entry maps.  The
+ * map covers data_end and some room above it, not the whole device.
  */
-static void set_free_map(struct dm_chain_metadata *cmd, unsigned long *used,
-			 u64 bits)
+static int set_free_map(struct dm_chain_metadata *cmd, const unsigned long *used)
 {
 	u64 start = cmd->layers[cmd->top].info.data_offset >> cmd->cluster_shift;
+	u64 bits = max(cmd->data_end + FREE_MAP_STEP, 2 * cmd->data_end);
+	unsigned long *map;
 
-	bitmap_complement(used, used, cmd->data_end);
+	map = kvcalloc(BITS_TO_LONGS(bits), sizeof(long), GFP_KERNEL);
+	if (!map)
+		return -ENOMEM;
+	bitmap_complement(map, used, cmd->data_end);
 	/* complement works on whole words: clear what lies past data_end */
-	bitmap_clear(used, cmd->data_end, bits - cmd->data_end);
-	bitmap_clear(used, 0, start);
+	bitmap_clear(map, cmd->data_end, BITS_TO_LONGS(bits) * BITS_PER_LONG -
+		     cmd->data_end);
+	bitmap_clear(map, 0, min(start, cmd->data_end));
 	kvfree(cmd->free);
-	cmd->free = used;
+	cmd->free = map;
 	cmd->free_bits = bits;
-	cmd->nr_free = bitmap_weight(used, cmd->data_end);
+	cmd->nr_free = bitmap_weight(map, cmd->data_end);
 	cmd->free_cursor = start;
+	return 0;
 }
 
 /* Read, validate and fold one chain layer's table into the index. */
@@ -331,6 +525,12 @@ static int load_layer_table(struct dm_chain_metadata *cmd, unsigned int l,
 	char why[160];
 	int r = 0;
 
+	if (info->dev_clusters > FREE_MAP_MAX_BITS) {
+		snprintf(err, err_len,
+			 "Layer %u: its device holds %llu clusters, more than the %llu dm-chain can track; use a smaller device or larger clusters",
+			 l, info->dev_clusters, FREE_MAP_MAX_BITS);
+		return -EINVAL;
+	}
 	used = kvcalloc(BITS_TO_LONGS(info->dev_clusters), sizeof(long),
 			GFP_KERNEL);
 	if (!used) {
@@ -352,12 +552,18 @@ static int load_layer_table(struct dm_chain_metadata *cmd, unsigned int l,
 			snprintf(err, err_len, "Layer %u: %s", l, why);
 			break;
 		}
-		fold_entries(cmd, l, cmd->buf, first, count);
+		r = fold_entries(cmd, l, cmd->buf, first, count);
+		if (r) {
+			snprintf(err, err_len, "Layer %u: cannot allocate index leaves", l);
+			break;
+		}
+		cond_resched();
 	}
 	if (!r && l == cmd->top) {
 		cmd->data_end = max(info->data_end, max_cluster);
-		set_free_map(cmd, used, info->dev_clusters);
-		return 0;
+		r = set_free_map(cmd, used);
+		if (r)
+			snprintf(err, err_len, "Layer %u: cannot allocate the free map", l);
 	}
 	kvfree(used);
 	return r;
@@ -367,13 +573,11 @@ static int build_index(struct dm_chain_metadata *cmd, char *err,
 		       size_t err_len)
 {
 	unsigned int l;
-	u64 i;
 	int r;
 
-	for (i = 0; i < cmd->nr_clusters; i++)
-		cmd->index[i] = cmd->layers[0].raw ?
-				chain_entry(0, CHAIN_RAW, 0) :
-				chain_entry(0, CHAIN_NONE, 0);
+	clear_index(cmd);
+	cmd->background = cmd->layers[0].raw ? chain_entry(0, CHAIN_RAW, 0) :
+			  chain_entry(0, CHAIN_NONE, 0);
 	for (l = 0; l < cmd->nr_layers; l++) {
 		if (cmd->layers[l].raw)
 			continue;
@@ -381,6 +585,7 @@ static int build_index(struct dm_chain_metadata *cmd, char *err,
 		if (r)
 			return r;
 	}
+	compact_index(cmd);
 	cmd->dev_clusters = cmd->layers[cmd->top].info.dev_clusters;
 	return 0;
 }
@@ -405,9 +610,10 @@ static void free_metadata(struct dm_chain_metadata *cmd)
 {
 	if (cmd->io_client)
 		dm_io_client_destroy(cmd->io_client);
-	bitmap_free(cmd->dirty);
+	if (cmd->dir)
+		clear_index(cmd);
 	kvfree(cmd->free);
-	kvfree(cmd->index);
+	kvfree(cmd->dir);
 	vfree(cmd->buf);
 	kvfree(cmd->layers);
 	kfree(cmd);
@@ -432,6 +638,7 @@ struct dm_chain_metadata *dm_chain_metadata_open(struct block_device **bdevs,
 	}
 	spin_lock_init(&cmd->lock);
 	mutex_init(&cmd->commit_lock);
+	mutex_init(&cmd->grow_lock);
 	cmd->nr_layers = nr;
 	cmd->top = nr - 1;
 	cmd->virtual_size = virtual_size;
@@ -452,10 +659,10 @@ struct dm_chain_metadata *dm_chain_metadata_open(struct block_device **bdevs,
 	cmd->nr_clusters = cmd->layers[cmd->top].info.nr_clusters;
 	cmd->nr_table_blocks = cmd->layers[cmd->top].info.table_size /
 			       DM_CHAIN_BLOCK_SIZE;
-	cmd->index = kvmalloc_array(cmd->nr_clusters, sizeof(u64), GFP_KERNEL);
-	cmd->dirty = bitmap_zalloc(cmd->nr_table_blocks, GFP_KERNEL);
-	if (!cmd->index || !cmd->dirty) {
-		snprintf(err, err_len, "Cannot allocate the index for %llu clusters",
+	set_leaf_shift(cmd);
+	cmd->dir = kvcalloc(cmd->nr_slots, sizeof(u64), GFP_KERNEL);
+	if (!cmd->dir) {
+		snprintf(err, err_len, "Cannot allocate the index directory for %llu clusters",
 			 cmd->nr_clusters);
 		r = -ENOMEM;
 		goto bad;
@@ -511,26 +718,6 @@ fail:
 	return r;
 }
 
-/* The active layer's device grew: make room in the free map. */
-static int grow_free_map(struct dm_chain_metadata *cmd, u64 clusters)
-{
-	unsigned long *map, *old;
-
-	if (clusters <= cmd->free_bits)
-		return 0;
-	map = kvcalloc(BITS_TO_LONGS(clusters), sizeof(long), GFP_KERNEL);
-	if (!map)
-		return -ENOMEM;
-	spin_lock_irq(&cmd->lock);
-	bitmap_copy(map, cmd->free, cmd->free_bits);
-	old = cmd->free;
-	cmd->free = map;
-	cmd->free_bits = clusters;
-	spin_unlock_irq(&cmd->lock);
-	kvfree(old);
-	return 0;
-}
-
 int dm_chain_metadata_refresh(struct dm_chain_metadata *cmd)
 {
 	u64 clusters;
@@ -541,8 +728,6 @@ int dm_chain_metadata_refresh(struct dm_chain_metadata *cmd)
 		r = reload_if_changed(cmd);
 	clusters = bdev_nr_bytes(cmd->layers[cmd->top].bdev) >>
 		   cmd->cluster_shift;
-	if (!r && clusters > cmd->dev_clusters)
-		r = grow_free_map(cmd, clusters);
 	spin_lock_irq(&cmd->lock);
 	if (!r && clusters >= cmd->data_end)
 		cmd->dev_clusters = clusters;
@@ -553,8 +738,30 @@ int dm_chain_metadata_refresh(struct dm_chain_metadata *cmd)
 
 u64 dm_chain_lookup(struct dm_chain_metadata *cmd, u64 vcluster)
 {
-	/* Pairs with WRITE_ONCE() in set_entry(). */
-	return READ_ONCE(cmd->index[vcluster]);
+	u64 slot = READ_ONCE(cmd->dir[vcluster >> cmd->leaf_shift]);
+	u64 off = vcluster & (leaf_span(cmd) - 1), *leaf = slot_leaf(slot);
+
+	/*
+	 * A leaf is published filled (smp_store_release() in
+	 * dm_chain_prepare()) and its entries change by WRITE_ONCE() in
+	 * __set_entry(); the entry read depends on the slot read.
+	 */
+	return leaf ? READ_ONCE(leaf[off]) : slot_entry(cmd, slot, off);
+}
+
+u64 dm_chain_background(struct dm_chain_metadata *cmd)
+{
+	return cmd->background;
+}
+
+bool dm_chain_leaf_empty(struct dm_chain_metadata *cmd, u64 vcluster)
+{
+	return !READ_ONCE(cmd->dir[vcluster >> cmd->leaf_shift]);
+}
+
+u64 dm_chain_leaf_end(struct dm_chain_metadata *cmd, u64 vcluster)
+{
+	return min((vcluster | (leaf_span(cmd) - 1)) + 1, cmd->nr_clusters);
 }
 
 bool dm_chain_owned(struct dm_chain_metadata *cmd, u64 vcluster)
@@ -595,22 +802,71 @@ static u64 __take_free(struct dm_chain_metadata *cmd)
 	return host;
 }
 
-int dm_chain_alloc_cluster(struct dm_chain_metadata *cmd, u64 *host)
+/*
+ * Make the free map cover data_end and FREE_MAP_STEP more (twice data_end
+ * at least), so that a host cluster handed out below it can be given
+ * back from any context.  May sleep.
+ */
+static int grow_free_map(struct dm_chain_metadata *cmd)
 {
-	unsigned long flags;
+	unsigned long *map, *old = NULL;
+	u64 bits;
+	unsigned int noio;
 	int r = 0;
 
-	spin_lock_irqsave(&cmd->lock, flags);
-	if (cmd->mode != CHAIN_MODE_WRITE)
-		r = -EROFS;
-	else if (cmd->nr_free)
-		*host = __take_free(cmd);
-	else if (cmd->data_end >= cmd->dev_clusters)
-		r = -ENOSPC;
-	else
-		*host = cmd->data_end++;
-	spin_unlock_irqrestore(&cmd->lock, flags);
+	mutex_lock(&cmd->grow_lock);
+	bits = READ_ONCE(cmd->data_end);
+	bits = max(bits + FREE_MAP_STEP, 2 * bits);
+	if (READ_ONCE(cmd->free_bits) > READ_ONCE(cmd->data_end) + 1)
+		goto out;
+	noio = memalloc_noio_save();
+	map = kvcalloc(BITS_TO_LONGS(bits), sizeof(long), GFP_KERNEL);
+	memalloc_noio_restore(noio);
+	if (!map) {
+		r = -ENOMEM;
+		goto out;
+	}
+	spin_lock_irq(&cmd->lock);
+	if (bits > cmd->free_bits) {
+		bitmap_copy(map, cmd->free, cmd->free_bits);
+		old = cmd->free;
+		cmd->free = map;
+		cmd->free_bits = bits;
+	} else {
+		old = map;
+	}
+	spin_unlock_irq(&cmd->lock);
+	kvfree(old);
+out:
+	mutex_unlock(&cmd->grow_lock);
 	return r;
+}
+
+int dm_chain_alloc_cluster(struct dm_chain_metadata *cmd, u64 *host)
+{
+	int r;
+
+	might_sleep();
+	for (;;) {
+		spin_lock_irq(&cmd->lock);
+		r = 0;
+		if (cmd->mode != CHAIN_MODE_WRITE)
+			r = -EROFS;
+		else if (cmd->nr_free)
+			*host = __take_free(cmd);
+		else if (cmd->data_end >= cmd->dev_clusters)
+			r = -ENOSPC;
+		else if (cmd->data_end + 1 >= cmd->free_bits)
+			r = -EAGAIN;
+		else
+			*host = cmd->data_end++;
+		spin_unlock_irq(&cmd->lock);
+		if (r != -EAGAIN)
+			return r;
+		r = grow_free_map(cmd);
+		if (r)
+			return r;
+	}
 }
 
 void dm_chain_release_cluster(struct dm_chain_metadata *cmd, u64 host)
@@ -618,20 +874,31 @@ void dm_chain_release_cluster(struct dm_chain_metadata *cmd, u64 host)
 	unsigned long flags;
 
 	spin_lock_irqsave(&cmd->lock, flags);
-	if (!WARN_ON_ONCE(host >= cmd->data_end || test_bit(host, cmd->free))) {
+	if (!WARN_ON_ONCE(host >= cmd->data_end || host >= cmd->free_bits ||
+			  test_bit(host, cmd->free))) {
 		__set_bit(host, cmd->free);
 		cmd->nr_free++;
 	}
 	spin_unlock_irqrestore(&cmd->lock, flags);
 }
 
-/* Caller holds cmd->lock. */
+/*
+ * Caller holds cmd->lock and called dm_chain_prepare() for vcluster: its
+ * slot is a leaf.  If it is not, the change cannot be recorded without an
+ * allocation here: the metadata fails rather than lose it.
+ */
 static u64 __set_entry(struct dm_chain_metadata *cmd, u64 vcluster, u64 e)
 {
-	u64 old = cmd->index[vcluster];
+	u64 off = vcluster & (leaf_span(cmd) - 1), old;
+	u64 *leaf = slot_leaf(cmd->dir[vcluster >> cmd->leaf_shift]);
 
-	WRITE_ONCE(cmd->index[vcluster], e);
-	__set_bit(vcluster / DM_CHAIN_ENTRIES_PER_BLOCK, cmd->dirty);
+	if (WARN_ON_ONCE(!leaf)) {
+		cmd->mode = CHAIN_MODE_FAIL;
+		return 0;
+	}
+	old = leaf[off];
+	WRITE_ONCE(leaf[off], e);
+	__set_bit(off >> LEAF_MIN_SHIFT, leaf_dirty(cmd, leaf));
 	cmd->change_seq++;
 	if (chain_entry_kind(old) == CHAIN_MAPPED &&
 	    chain_entry_layer(old) == cmd->top)
@@ -690,13 +957,46 @@ static __le64 active_entry(struct dm_chain_metadata *cmd, u64 e)
 static void fill_block(struct dm_chain_metadata *cmd, u64 block, __le64 *out)
 {
 	u64 first = block * DM_CHAIN_ENTRIES_PER_BLOCK, i;
+	u64 *leaf = slot_leaf(cmd->dir[first >> cmd->leaf_shift]);
 
 	spin_lock_irq(&cmd->lock);
-	__clear_bit(block, cmd->dirty);
+	__clear_bit((first & (leaf_span(cmd) - 1)) >> LEAF_MIN_SHIFT,
+		    leaf_dirty(cmd, leaf));
 	for (i = 0; i < DM_CHAIN_ENTRIES_PER_BLOCK; i++)
 		out[i] = first + i < cmd->nr_clusters ?
-			 active_entry(cmd, cmd->index[first + i]) : 0;
+			 active_entry(cmd, dm_chain_lookup(cmd, first + i)) : 0;
 	spin_unlock_irq(&cmd->lock);
+}
+
+static bool block_dirty(struct dm_chain_metadata *cmd, u64 block)
+{
+	u64 first = block * DM_CHAIN_ENTRIES_PER_BLOCK;
+	u64 *leaf = slot_leaf(READ_ONCE(cmd->dir[first >> cmd->leaf_shift]));
+
+	return leaf && test_bit((first & (leaf_span(cmd) - 1)) >> LEAF_MIN_SHIFT,
+				leaf_dirty(cmd, leaf));
+}
+
+/*
+ * The first dirty table block at or after block, or nr_table_blocks.
+ * Only leaves hold dirty blocks.  Caller holds commit_lock: leaves are
+ * neither made nor freed under it, only their bits change.
+ */
+static u64 next_dirty_block(struct dm_chain_metadata *cmd, u64 block)
+{
+	unsigned int per_leaf_shift = cmd->leaf_shift - LEAF_MIN_SHIFT;
+	u64 per_leaf = 1ULL << per_leaf_shift, i, b, *leaf;
+
+	for (i = block >> per_leaf_shift; i < cmd->nr_slots; i++) {
+		leaf = slot_leaf(READ_ONCE(cmd->dir[i]));
+		if (!leaf)
+			continue;
+		b = (i << per_leaf_shift) > block ? 0 : block & (per_leaf - 1);
+		b = find_next_bit(leaf_dirty(cmd, leaf), per_leaf, b);
+		if (b < per_leaf)
+			return min((i << per_leaf_shift) + b, cmd->nr_table_blocks);
+	}
+	return cmd->nr_table_blocks;
 }
 
 /*
@@ -711,13 +1011,13 @@ static unsigned int __copy_dirty_blocks(struct dm_chain_metadata *cmd,
 	u64 b = *block;
 
 	while (used < TABLE_IO_BLOCKS && nr < TABLE_RUNS) {
-		b = find_next_bit(cmd->dirty, cmd->nr_table_blocks, b);
+		b = next_dirty_block(cmd, b);
 		if (b >= cmd->nr_table_blocks)
 			break;
 		cmd->runs[nr].block = b;
 		cmd->runs[nr].first = used;
 		while (used < TABLE_IO_BLOCKS && b < cmd->nr_table_blocks &&
-		       test_bit(b, cmd->dirty)) {
+		       block_dirty(cmd, b)) {
 			fill_block(cmd, b, cmd->buf + used * DM_CHAIN_BLOCK_SIZE);
 			used++;
 			b++;

@@ -84,6 +84,17 @@ int dm_chain_metadata_refresh(struct dm_chain_metadata *cmd);
 /* Resolve a virtual cluster.  Any context, lockless. */
 u64 dm_chain_lookup(struct dm_chain_metadata *cmd, u64 vcluster);
 
+/*
+ * What a cluster no layer holds shows (CHAIN_RAW of layer 0, or
+ * CHAIN_NONE), and whether every cluster of vcluster's leaf shows it: a
+ * walk may then go on at dm_chain_leaf_end().  A leaf that is not empty
+ * now was made before anything was published in it (dm_chain_prepare()).
+ * Any context, lockless.
+ */
+u64 dm_chain_background(struct dm_chain_metadata *cmd);
+bool dm_chain_leaf_empty(struct dm_chain_metadata *cmd, u64 vcluster);
+u64 dm_chain_leaf_end(struct dm_chain_metadata *cmd, u64 vcluster);
+
 /* True if the active layer holds vcluster's data.  Any context. */
 bool dm_chain_owned(struct dm_chain_metadata *cmd, u64 vcluster);
 
@@ -101,7 +112,8 @@ bool dm_chain_has_lower(struct dm_chain_metadata *cmd);
 /*
  * Take a free host cluster of the active layer's data area, or the next
  * one never used.  Returns -ENOSPC when the device is full, -EROFS unless
- * in write mode.  Any context.
+ * in write mode, -ENOMEM when the free map cannot grow.  Process context,
+ * may sleep.
  */
 int dm_chain_alloc_cluster(struct dm_chain_metadata *cmd, u64 *host);
 
@@ -115,11 +127,20 @@ int dm_chain_alloc_cluster(struct dm_chain_metadata *cmd, u64 *host);
 void dm_chain_release_cluster(struct dm_chain_metadata *cmd, u64 host);
 
 /*
+ * Get vcluster's part of the index ready for dm_chain_set_mapped() and
+ * dm_chain_set_zero(), which do not allocate: call it before anything that
+ * may publish a change to vcluster.  Returns -ENOMEM when it cannot.
+ * Process context, may sleep.
+ */
+int dm_chain_prepare(struct dm_chain_metadata *cmd, u64 vcluster);
+
+/*
  * Record that the active layer now maps vcluster to host, or holds it as
- * zeros (ZERO if a lower layer could show data, else ABSENT).  Marks the
- * table block dirty.  dm_chain_set_zero() returns the host cluster the
- * active layer held before, or 0; the caller owns it until it releases
- * it.  Any context (takes an irq-safe spinlock).
+ * zeros (ZERO if a lower layer could show data, else ABSENT), after
+ * dm_chain_prepare() for vcluster.  Marks the table block dirty.
+ * dm_chain_set_zero() returns the host cluster the active layer held
+ * before, or 0; the caller owns it until it releases it.  Any context
+ * (takes an irq-safe spinlock).
  */
 void dm_chain_set_mapped(struct dm_chain_metadata *cmd, u64 vcluster,
 			 u64 host);

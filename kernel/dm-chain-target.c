@@ -672,6 +672,14 @@ static void process_write(struct chain_c *cc, struct bio *bio)
 		chain_release_cell(cell, false, true);
 		return;
 	}
+	r = dm_chain_prepare(cc->cmd, cell->vcluster);
+	if (r) {
+		DMERR_LIMIT("%s: no memory for the index of cluster %llu: failing the write",
+			    dm_device_name(dm_table_get_md(cc->ti->table)),
+			    cell->vcluster);
+		fail_cell(cell, BLK_STS_RESOURCE);
+		return;
+	}
 	r = dm_chain_alloc_cluster(cc->cmd, &cell->host);
 	if (r == -ENOSPC && freed_pending(cc)) {
 		/* Clusters freed since the last commit become usable by one. */
@@ -759,6 +767,10 @@ static void zero_cluster(struct chain_c *cc, struct bio *bio)
 		cell->bio = NULL;
 		chain_release_cell(cell, false, false);
 		bio_endio(bio);
+		return;
+	}
+	if (dm_chain_prepare(cc->cmd, vc)) {
+		fail_cell(cell, BLK_STS_RESOURCE);
 		return;
 	}
 	old = dm_chain_set_zero(cc->cmd, vc);

@@ -54,6 +54,8 @@ static struct geometry model_geometry(__u64 vs, __u32 cs, __u64 dev_size)
 	    (cs & (cs - 1)) || !vs || vs % 4096)
 		return g;
 	g.nr_clusters = vs / cs + !!(vs % cs);
+	if (g.nr_clusters > (1ULL << 32))	/* at most 2^32 clusters */
+		return g;
 	table = round_up((unsigned __int128)g.nr_clusters * 8, 4096);
 	data = round_up(DM_CHAIN_TABLE_OFFSET + table, cs);
 	if (data > dev_size)

@@ -10,7 +10,8 @@
  *
  *   walk_vc=<vc>	(-1: off) the next time the background walk decides
  *			that virtual cluster <vc> needs no copy
- *			(needs_sync() returns false, called from do_job()),
+ *			(entry_needs_sync() returns false, called from
+ *			do_job(): its needs_sync() is inlined there),
  *			hold the walk right there, before it moves its
  *			cursor past <vc>.  One shot.
  *   commit_hold=1	the next FUA write dm-chain issues through dm_io()
@@ -87,7 +88,7 @@ static void hold(void)
 		udelay(100);
 }
 
-/* ---- walk_vc: needs_sync() called from do_job() ---- */
+/* ---- walk_vc: entry_needs_sync() called from do_job() ---- */
 
 struct walk_data {
 	long vc;
@@ -98,7 +99,7 @@ static int walk_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	struct walk_data *d = (struct walk_data *)ri->data;
 	long want = READ_ONCE(walk_vc);
 
-	/* needs_sync(job, vc, bytes) */
+	/* entry_needs_sync(job, vc, entry, bytes) */
 	if (want < 0 || regs->si != want || !called_from(regs, "do_job"))
 		return 1;	/* no return probe for this call */
 	d->vc = want;
@@ -118,7 +119,7 @@ static int walk_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 }
 
 static struct kretprobe walk_probe = {
-	.kp.symbol_name = "dm_chain:needs_sync",
+	.kp.symbol_name = "dm_chain:entry_needs_sync",
 	.entry_handler = walk_entry,
 	.handler = walk_ret,
 	.data_size = sizeof(struct walk_data),
@@ -250,7 +251,7 @@ static int __init chain_inject_init(void)
 	}
 	r = register_kretprobes(probes, 2);
 	if (r) {
-		pr_err("chain-inject: cannot probe dm_chain:needs_sync or dm_io (is dm-chain loaded?): %d\n",
+		pr_err("chain-inject: cannot probe dm_chain:entry_needs_sync or dm_io (is dm-chain loaded?): %d\n",
 		       r);
 		goto fail_pool;
 	}

@@ -1,0 +1,168 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# A huge chain, and kernel memory that follows the data, not the disk.
+#
+# SCALE_TIB (1 in make check; 16 with STRESS=1, make stress) TiB of
+# virtual size, sparse files on tmpfs, 64 KiB clusters (2^28 of them at 16
+# TiB).  An empty chain over a raw base that size comes up, and costs no
+# more than its directory.  Then a chain of chain layers that size: data is written at both ends and in
+# the middle through each layer; the device must show exactly what a
+# sparse model file shows, in every written window and in random probes
+# elsewhere.  Then a live snapshot, a pull, an intermediate commit and a
+# full copy to a chain layer with pivot, each checked against the model
+# again, and the copy assembled alone.
+#
+# Kernel memory (Slab + VmallocUsed + Percpu, after dropping caches) is
+# measured with and without the chain.  What the huge chain costs beyond
+# a 1 GiB chain of the same depth (the device, its loop devices, buffers)
+# must stay within the bound of Documentation/dm-chain.rst: 64 KiB per TiB
+# of virtual size plus 16 bytes per cluster some chain layer maps, with
+# 1 MiB of measurement slack (slab use moves by some 400 KiB from one
+# measurement to the next).  The index before the directory of leaves
+# needed 8 bytes per virtual cluster: 128 MiB at 1 TiB, and a 16 TiB chain
+# was refused (2 GiB) with a kernel warning.
+. "$(dirname "$0")/../lib.sh"
+
+require_root
+require_guest
+require_cmd dmsetup cmp
+
+CHAINADM=$CHAIN_ROOT/userspace/chainadm
+[ -x "$CHAINADM" ] || skip_all "userspace/chainadm not built"
+CA=$CHAINADM
+
+tap_plan 14
+chain_load_module || die "cannot load dm-chain"
+modprobe loop
+kmsg_mark
+
+work=$(mktemp -d /tmp/scale.XXXXXX)
+on_exit rm -rf "$work"
+on_exit dmsetup remove_all
+on_exit "$CA" remove big
+on_exit "$CA" remove small
+cd "$work" || die "no work dir"
+
+T=$((1 << 40))
+SCALE_TIB=${SCALE_TIB:-$([ "${STRESS:-0}" = 1 ] && echo 16 || echo 1)}
+V=$((SCALE_TIB * T))	# virtual size
+CL=65536
+SLACK=$((1 << 20))	# measurement noise allowed, bytes
+
+# Windows written, as byte offsets: both ends and the middle of the disk.
+ENDS="0 $((V / 2)) $((V - 4 * 1048576))"
+
+# mem : kernel memory in bytes, caches dropped first
+mem() {
+	sync
+	echo 3 > /proc/sys/vm/drop_caches
+	awk '/^(Slab|VmallocUsed|Percpu):/ { s += $2 } END { print s * 1024 }' /proc/meminfo
+}
+
+# put DEV OFF LEN TAG : TAG's pattern at OFF of DEV and of the model
+put() {
+	head -c "$3" /dev/urandom > pat &&
+	dd if=pat of="$1" bs=64k seek="$2" oflag=seek_bytes,direct conv=notrunc status=none &&
+	dd if=pat of=model bs=64k seek="$2" oflag=seek_bytes conv=notrunc status=none
+}
+
+# same DEV : every written window and 32 random 1 MiB probes read as in the model
+same() {
+	local off i
+	for off in $ENDS; do
+		cmp -s <(dd if="$1" bs=1M skip=$((off >> 20)) count=4 iflag=direct status=none) \
+			<(dd if=model bs=1M skip=$((off >> 20)) count=4 status=none) ||
+			{ echo "# $1 differs from the model in the window at byte $off"; return 1; }
+	done
+	for i in $(seq 32); do
+		off=$(( (RANDOM * 32768 + RANDOM) % (V >> 20) ))
+		cmp -s <(dd if="$1" bs=1M skip=$off count=1 iflag=direct status=none) \
+			<(dd if=model bs=1M skip=$off count=1 status=none) ||
+			{ echo "# $1 differs from the model at MiB $off"; return 1; }
+	done
+}
+
+# small_cost DEPTH RAW : what a 1 GiB chain of DEPTH layers costs, bytes
+small_cost() {
+	local i m0 m1 b=
+	[ "$2" = raw ] && { truncate -s 1G s0.img; b="-b $work/s0.img -F raw"; }
+	# shellcheck disable=SC2086
+	"$CA" format -q -s 1G $b s1.img
+	m0=$(mem)
+	"$CA" create small "$work/s1.img" > /dev/null
+	for ((i = 2; i <= $1; i++)); do
+		"$CA" snapshot small "$work/s$i.img" > /dev/null
+	done
+	m1=$(mem)
+	"$CA" remove small
+	rm -f s*.img
+	echo $((m1 - m0))
+}
+
+# within NAME BASE DEPTH RAW VSIZE MAPPED : the chain's cost (now less
+# BASE) beyond a small chain of DEPTH layers is within the bound
+within() {
+	local cost small bound
+	cost=$(( $(mem) - $2 ))
+	small=$(small_cost "$3" "$4")
+	bound=$(( ($5 / T) * 65536 + 16 * $6 + SLACK ))
+	echo "# $1: the chain costs $((cost >> 10)) KiB, a 1 GiB one of $3 layers $((small >> 10)) KiB: $(( (cost - small) >> 10 )) KiB more, bound $((bound >> 10)) KiB"
+	[ $((cost - small)) -le "$bound" ]
+}
+
+truncate -s $V model raw.img
+"$CA" format -q -s $V -b "$work/raw.img" -F raw r1.img
+m0=$(mem)
+t0=$(date +%s.%N)
+tap_check "an empty $SCALE_TIB TiB chain over a raw base is created" \
+	"$CA" create big "$work/r1.img"
+t1=$(date +%s.%N)
+log "create took $(echo "$t1 - $t0" | bc) s"
+tap_check "kernel memory of the empty $SCALE_TIB TiB chain within 64 KiB/TiB" \
+	within empty "$m0" 2 raw $V 0
+"$CA" remove big
+rm -f r1.img raw.img
+
+"$CA" format -q -s $V l0.img
+m0=$(mem)
+"$CA" create big "$work/l0.img" > /dev/null || die "cannot create the chain of chain layers"
+for off in $ENDS; do put /dev/mapper/big "$off" 1048576; done
+"$CA" snapshot big "$work/l1.img" > /dev/null
+
+for off in $ENDS; do put /dev/mapper/big $((off + 65536)) 524288; done
+"$CA" snapshot big "$work/l2.img" > /dev/null
+for off in $ENDS; do put /dev/mapper/big $((off + 262144)) 1048576; done
+tap_check "written at both ends and the middle, through both layers: the model" \
+	same /dev/mapper/big
+# mapped: clusters 0-19 of each window (l0: 0-15, l1: 1-8, l2: 4-19)
+tap_check "kernel memory with 60 mapped clusters within the bound" \
+	within written "$m0" 3 chain $V 60
+
+"$CA" snapshot big "$work/l3.img" > /dev/null
+for off in $ENDS; do put /dev/mapper/big $((off + 2 * 1048576)) 65536; done
+tap_check "a live snapshot, written: the model" same /dev/mapper/big
+
+tap_check "pull into l3 from l2 and l1 (keeping l0)" \
+	"$CA" pull big --base "$work/l0.img" --wait
+tap_check "after the pull: the model" same /dev/mapper/big
+
+"$CA" snapshot big "$work/l4.img" > /dev/null
+for off in $ENDS; do put /dev/mapper/big $((off + 3 * 1048576)) 131072; done
+tap_check "commit l3 into l0" \
+	"$CA" commit big --top "$work/l3.img" --base "$work/l0.img" --wait
+tap_check "after the commit: the model" same /dev/mapper/big
+
+tap_check "copy to a new chain layer, pivot" \
+	"$CA" copy big "$work/dest.img" --pivot
+tap_check "after the copy: the model, the chain is the copy alone" \
+	eval 'same /dev/mapper/big && [ "$(dev_layer_names big)" = dest.img ]'
+"$CA" remove big
+m0=$(mem)
+tap_check "the copy alone is assembled again: the model" \
+	eval '"$CA" create big "$work/dest.img" >/dev/null && same /dev/mapper/big'
+tap_check "kernel memory of the copy, 69 mapped clusters, within the bound" \
+	within copy "$m0" 1 chain $V 69
+"$CA" remove big
+tap_check "kernel log clean" kmsg_check
+tap_done
