@@ -146,6 +146,7 @@ struct dm_chain_metadata {
 	} runs[TABLE_RUNS];		/* what buf holds at commit */
 
 	enum chain_metadata_mode mode;	/* only gets worse; see _failed() */
+	bool stale;			/* a reload failed: build the index again */
 	bool needs_check;
 };
 
@@ -705,11 +706,17 @@ static int reload_if_changed(struct dm_chain_metadata *cmd)
 	r = check_layers(cmd, err, sizeof(err));
 	if (r)
 		goto fail;
+	changed = cmd->stale;
 	for (l = 0; l < cmd->nr_layers; l++)
 		changed |= gen[l] != cmd->layers[l].info.generation;
 	if (changed)
 		r = build_index(cmd, err, sizeof(err));
 fail:
+	/*
+	 * The index may be half built, and the device stays suspended: the
+	 * next resume builds it again, whatever the generations say.
+	 */
+	cmd->stale = r != 0;
 	kfree(gen);
 	if (!r)
 		return 0;
@@ -970,17 +977,20 @@ static void fill_block(struct dm_chain_metadata *cmd, u64 block, __le64 *out)
 
 static bool block_dirty(struct dm_chain_metadata *cmd, u64 block)
 {
-	u64 first = block * DM_CHAIN_ENTRIES_PER_BLOCK;
-	u64 *leaf = slot_leaf(READ_ONCE(cmd->dir[first >> cmd->leaf_shift]));
+	u64 first = block * DM_CHAIN_ENTRIES_PER_BLOCK, *leaf;
 
+	/* A table may be longer than the clusters need: no leaf there. */
+	if (first >> cmd->leaf_shift >= cmd->nr_slots)
+		return false;
+	leaf = slot_leaf(READ_ONCE(cmd->dir[first >> cmd->leaf_shift]));
 	return leaf && test_bit((first & (leaf_span(cmd) - 1)) >> LEAF_MIN_SHIFT,
 				leaf_dirty(cmd, leaf));
 }
 
 /*
  * The first dirty table block at or after block, or nr_table_blocks.
- * Only leaves hold dirty blocks.  Caller holds commit_lock: leaves are
- * neither made nor freed under it, only their bits change.
+ * Only leaves hold dirty blocks.  Caller holds commit_lock, so no leaf is
+ * freed meanwhile; dm_chain_prepare() may make one, without dirty bits.
  */
 static u64 next_dirty_block(struct dm_chain_metadata *cmd, u64 block)
 {

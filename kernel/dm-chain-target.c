@@ -1312,6 +1312,7 @@ static int chain_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	spin_lock_init(&cc->lock);
 	spin_lock_init(&cc->epoch_lock);
 	mutex_init(&cc->commit_lock);
+	mutex_init(&cc->message_lock);
 	cc->epoch_seq = 1;	/* tickets start at 1: 0 means none yet */
 	cc->epoch_swept = 1;
 	bio_list_init(&cc->deferred);
@@ -1633,9 +1634,14 @@ static int chain_preresume(struct dm_target *ti)
 {
 	struct chain_c *cc = ti->private;
 
+	int r;
+
 	if (!cc->cmd)
 		return 0;
-	return dm_chain_metadata_refresh(cc->cmd);
+	mutex_lock(&cc->message_lock);
+	r = dm_chain_metadata_refresh(cc->cmd);
+	mutex_unlock(&cc->message_lock);
+	return r;
 }
 
 static void chain_resume(struct dm_target *ti)
@@ -1745,11 +1751,16 @@ static int chain_message(struct dm_target *ti, unsigned int argc, char **argv,
 			 char *result, unsigned int maxlen)
 {
 	struct chain_c *cc = ti->private;
+	int r;
 
 	if (argc && (!strcasecmp(argv[0], "stream") ||
 		     !strcasecmp(argv[0], "commit") ||
-		     !strcasecmp(argv[0], "job")))
-		return chain_job_message(cc, argc, argv);
+		     !strcasecmp(argv[0], "job"))) {
+		mutex_lock(&cc->message_lock);
+		r = chain_job_message(cc, argc, argv);
+		mutex_unlock(&cc->message_lock);
+		return r;
+	}
 	DMWARN("%s: unrecognised message '%s': want stream, commit or job",
 	       dm_device_name(dm_table_get_md(ti->table)), argc ? argv[0] : "");
 	return -EINVAL;

@@ -122,6 +122,12 @@ struct chain_c {
 	 * old one's views close: a commit sees one job, whole.
 	 */
 	struct mutex commit_lock;
+	/*
+	 * Held by messages and by the index reload at preresume: a message
+	 * that starts a job reads the index, which the reload frees and
+	 * builds again.
+	 */
+	struct mutex message_lock;
 
 	struct workqueue_struct *wq;
 	struct work_struct worker;
