@@ -50,9 +50,10 @@ truncate -s $((12 * 330))M "$dir/disk"
 
 start=$(date +%s)
 end=$((start + minutes * 60))
+commit=$(git -C "$top" describe --always --dirty 2>/dev/null)
 final_secs=0
 boots=0 cuts=0
-echo "soak: $rel for $minutes min, $(git -C "$top" describe --always --dirty 2>/dev/null), in $dir"
+echo "soak: $rel for $minutes min, $commit, in $dir"
 while :; do
 	boots=$((boots + 1))
 	left=$((end - $(date +%s)))
@@ -88,7 +89,7 @@ done
 sum() { cat "$dir"/stats.$1 2>/dev/null | awk -v k="$2" '$1 == k { s += $2 } END { print s + 0 }'; }
 mib() { echo $(( $1 >> 20 )); }
 {
-	echo "dm-chain soak on $rel, $minutes min ($(( ($(date +%s) - start) / 60 )) min wall), commit $(git -C "$top" describe --always --dirty 2>/dev/null)"
+	echo "dm-chain soak on $rel, $minutes min ($(( ($(date +%s) - start) / 60 )) min wall), commit $commit"
 	echo "  boots:                 $boots ($cuts ended by a hard power-off, 1 clean stop)"
 	echo "  jobs resumed after a power cut: $(sum boot jobs_resumed) ($(sum boot jobs_unpaused) of them paused or failed at the cut: --resume), pivots rolled forward by recover: $(sum boot pivots_rolled_forward)"
 	echo "  job operations:        snapshot $(sum job op_snapshot), pull $(sum job op_pull), commit $(sum job op_commit), active commit+pivot $(sum job op_active),"
