@@ -31,6 +31,7 @@
 #define cpu_to_le64(x)	((__le64)htole64(x))
 #define check_add_overflow(a, b, d)	__builtin_add_overflow(a, b, d)
 #define check_mul_overflow(a, b, d)	__builtin_mul_overflow(a, b, d)
+#define DIV_ROUND_UP_ULL(n, d)	(((n) + (d) - 1) / (d))
 #define is_power_of_2(n)	((n) != 0 && (((n) & ((n) - 1)) == 0))
 #define BITS_PER_LONG		(sizeof(long) * CHAR_BIT)
 #define __packed		__attribute__((__packed__))

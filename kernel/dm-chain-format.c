@@ -53,18 +53,35 @@ static int check_geometry(const struct dm_chain_layer_info *info,
 		return fail(-EINVAL, "table offset %llu is not %u",
 			    (unsigned long long)info->table_offset,
 			    DM_CHAIN_TABLE_OFFSET);
-	if (check_mul_overflow(info->nr_clusters, (__u64)8, &need) ||
-	    info->table_size < need || info->table_size % DM_CHAIN_BLOCK_SIZE)
-		return fail(-EINVAL, "table size %llu cannot hold %llu entries",
+	/* Both sizes are exact: a reader allocates the map whole. */
+	need = DIV_ROUND_UP_ULL(info->nr_clusters * 8, DM_CHAIN_BLOCK_SIZE) *
+	       DM_CHAIN_BLOCK_SIZE;
+	if (info->table_size != need)
+		return fail(-EINVAL, "table size %llu is not %llu, for %llu entries",
 			    (unsigned long long)info->table_size,
+			    (unsigned long long)need,
 			    (unsigned long long)info->nr_clusters);
 	if (check_add_overflow(info->table_offset, info->table_size, &table_end))
 		return fail(-EINVAL, "table size %llu overflows",
 			    (unsigned long long)info->table_size);
+	if (info->map_offset != table_end)
+		return fail(-EINVAL, "table map offset %llu is not the table end %llu",
+			    (unsigned long long)info->map_offset,
+			    (unsigned long long)table_end);
+	need = DIV_ROUND_UP_ULL(dm_chain_table_blocks(info),
+				DM_CHAIN_MAP_BITS_PER_BLOCK) * DM_CHAIN_BLOCK_SIZE;
+	if (info->map_size != need)
+		return fail(-EINVAL, "table map size %llu is not %llu, for %llu table blocks",
+			    (unsigned long long)info->map_size,
+			    (unsigned long long)need,
+			    (unsigned long long)dm_chain_table_blocks(info));
+	if (check_add_overflow(info->map_offset, info->map_size, &table_end))
+		return fail(-EINVAL, "table map size %llu overflows",
+			    (unsigned long long)info->map_size);
 	if (info->data_offset < table_end ||
 	    info->data_offset % info->cluster_size)
 		return fail(-EINVAL,
-			    "data offset %llu overlaps the table or is not cluster aligned",
+			    "data offset %llu overlaps the table or its map, or is not cluster aligned",
 			    (unsigned long long)info->data_offset);
 	if (info->data_offset > dev_size)
 		return fail(-EINVAL,
@@ -88,6 +105,10 @@ int dm_chain_header_unpack(const void *block, __u64 dev_size,
 	if (le32_to_cpu(h->csum) != dm_chain_header_csum(block))
 		return fail(-EINVAL, "header checksum mismatch (stored %08x, computed %08x)",
 			    le32_to_cpu(h->csum), dm_chain_header_csum(block));
+	if (le32_to_cpu(h->version) == 1)
+		return fail(-EINVAL,
+			    "format version 1 (before the table map) is not read by this build, which reads version %u: format the layer again",
+			    DM_CHAIN_VERSION);
 	if (le32_to_cpu(h->version) != DM_CHAIN_VERSION)
 		return fail(-EINVAL, "unsupported format version %u (this build reads %u)",
 			    le32_to_cpu(h->version), DM_CHAIN_VERSION);
@@ -114,6 +135,8 @@ int dm_chain_header_unpack(const void *block, __u64 dev_size,
 	info->compat_features = le64_to_cpu(h->compat_features);
 	info->table_offset = le64_to_cpu(h->table_offset);
 	info->table_size = le64_to_cpu(h->table_size);
+	info->map_offset = le64_to_cpu(h->map_offset);
+	info->map_size = le64_to_cpu(h->map_size);
 	info->data_offset = le64_to_cpu(h->data_offset);
 	info->data_end = le64_to_cpu(h->data_end);
 	info->backing_type = le32_to_cpu(h->backing_type);
@@ -208,6 +231,8 @@ void dm_chain_header_pack(const struct dm_chain_layer_info *info, void *block)
 	h->virtual_size = cpu_to_le64(info->virtual_size);
 	h->table_offset = cpu_to_le64(info->table_offset);
 	h->table_size = cpu_to_le64(info->table_size);
+	h->map_offset = cpu_to_le64(info->map_offset);
+	h->map_size = cpu_to_le64(info->map_size);
 	h->data_offset = cpu_to_le64(info->data_offset);
 	h->data_end = cpu_to_le64(info->data_end);
 	h->backing_type = cpu_to_le32(info->backing_type);
@@ -235,7 +260,11 @@ int dm_chain_geometry(__u64 virtual_size, __u32 cluster_size, __u64 dev_size,
 	table = info->nr_clusters * 8;
 	table = (table + DM_CHAIN_BLOCK_SIZE - 1) & ~(__u64)(DM_CHAIN_BLOCK_SIZE - 1);
 	info->table_size = table;
-	info->data_offset = info->table_offset + table;
+	info->map_offset = info->table_offset + table;
+	info->map_size = DIV_ROUND_UP_ULL(table / DM_CHAIN_BLOCK_SIZE,
+					  DM_CHAIN_MAP_BITS_PER_BLOCK) *
+			 DM_CHAIN_BLOCK_SIZE;
+	info->data_offset = info->map_offset + info->map_size;
 	info->data_offset = (info->data_offset + cluster_size - 1) &
 			    ~(__u64)(cluster_size - 1);
 	info->data_end = info->data_offset >> info->cluster_shift;
@@ -285,6 +314,25 @@ int dm_chain_check_entries(const struct dm_chain_layer_info *info,
 				    (unsigned long long)vc, (unsigned long long)hc);
 		if (hc + 1 > *max_cluster)
 			*max_cluster = hc + 1;
+	}
+	return 0;
+}
+
+int dm_chain_check_map(const struct dm_chain_layer_info *info,
+		       const __u8 *map, __u64 first, __u64 len,
+		       char *err, size_t err_len)
+{
+	__u64 blocks = dm_chain_table_blocks(info), i, b;
+
+	for (i = 0; i < len; i++) {
+		if (!map[i])
+			continue;
+		for (b = (first + i) * 8; b < (first + i + 1) * 8; b++)
+			if (b >= blocks && (map[i] & (1u << (b & 7))))
+				return fail(-EINVAL,
+					    "table map marks block %llu, past the %llu table blocks",
+					    (unsigned long long)b,
+					    (unsigned long long)blocks);
 	}
 	return 0;
 }

@@ -8,6 +8,8 @@
  *   byte 4096    header slot 1   (4 KiB)
  *   table_offset cluster table   (one __le64 per virtual cluster,
  *                                 rounded up to 4 KiB)
+ *   map_offset   table map       (one bit per table block: set when the
+ *                                 block holds entries, rounded up to 4 KiB)
  *   data_offset  data area       (clusters, allocated append-only)
  *
  * The two header slots are written alternately; the valid slot with the
@@ -16,6 +18,9 @@
  * they point to has been flushed, and each entry is self-contained, so a
  * table block that is only partly on disk after a crash holds a mix of old
  * and new entries that are each valid (see Documentation/dm-chain-format.rst).
+ * A table block whose map bit is clear reads as all ABSENT, whatever it
+ * holds, so a reader reads only the marked blocks; a bit is set only once
+ * its block was written whole and flushed.
  *
  * All offsets and sizes on disk are in bytes unless the field says
  * otherwise, little-endian.
@@ -26,11 +31,14 @@
 #include "dm-chain-compat.h"
 
 #define DM_CHAIN_MAGIC			0x314e49414843444dULL /* "DMCHAIN1" */
-#define DM_CHAIN_VERSION		1
+#define DM_CHAIN_VERSION		2
 
 #define DM_CHAIN_BLOCK_SIZE		4096u
 #define DM_CHAIN_HEADER_SLOTS		2
 #define DM_CHAIN_TABLE_OFFSET		(DM_CHAIN_HEADER_SLOTS * DM_CHAIN_BLOCK_SIZE)
+#define DM_CHAIN_HEADERS_SIZE		DM_CHAIN_TABLE_OFFSET
+/* Table blocks one map block covers. */
+#define DM_CHAIN_MAP_BITS_PER_BLOCK	(DM_CHAIN_BLOCK_SIZE * 8)
 #define DM_CHAIN_ENTRIES_PER_BLOCK	(DM_CHAIN_BLOCK_SIZE / 8)
 
 #define DM_CHAIN_MIN_CLUSTER_SIZE	4096u
@@ -52,7 +60,7 @@
 #define DM_CHAIN_FLAGS_KNOWN		(DM_CHAIN_FLAG_NEEDS_CHECK | \
 					 DM_CHAIN_FLAG_INVALIDATED)
 
-/* Feature bits: none are defined in version 1. */
+/* Feature bits: none are defined in version 2. */
 #define DM_CHAIN_INCOMPAT_KNOWN		0ULL
 #define DM_CHAIN_COMPAT_KNOWN		0ULL
 
@@ -83,7 +91,9 @@ struct dm_chain_disk_header {
 	__u8 backing_uuid[DM_CHAIN_UUID_SIZE];	/* zero unless CHAIN */
 	__u8 job[DM_CHAIN_JOB_SIZE];	/* job record, zero when idle */
 	__u8 backing_hint[DM_CHAIN_HINT_SIZE];	/* path, not NUL-terminated */
-	__u8 pad[DM_CHAIN_BLOCK_SIZE - 1408];
+	__le64 map_offset;	/* in bytes, table_offset + table_size */
+	__le64 map_size;	/* in bytes, one bit per table block, 4 KiB multiple */
+	__u8 pad[DM_CHAIN_BLOCK_SIZE - 1424];
 } __packed;
 
 /*
@@ -185,6 +195,8 @@ struct dm_chain_layer_info {
 	__u64 nr_clusters;	/* virtual clusters */
 	__u64 table_offset;
 	__u64 table_size;
+	__u64 map_offset;
+	__u64 map_size;
 	__u64 data_offset;
 	__u64 data_end;		/* in clusters, absolute */
 	__u64 dev_clusters;	/* device size in clusters, rounded down */
@@ -222,6 +234,33 @@ int dm_chain_check_entries(const struct dm_chain_layer_info *info,
 			   const __le64 *entries, __u64 first, __u64 count,
 			   unsigned long *used, __u64 *max_cluster,
 			   char *err, size_t err_len);
+
+/*
+ * The table map: bit (b % 8) of byte b / 8 is set when table block b holds
+ * entries.  A block whose bit is clear reads as all ABSENT.
+ */
+static inline __u64 dm_chain_table_blocks(const struct dm_chain_layer_info *info)
+{
+	return info->table_size / DM_CHAIN_BLOCK_SIZE;
+}
+
+static inline bool dm_chain_map_test(const __u8 *map, __u64 block)
+{
+	return map[block >> 3] & (1u << (block & 7));
+}
+
+static inline void dm_chain_map_set(__u8 *map, __u64 block)
+{
+	map[block >> 3] |= 1u << (block & 7);
+}
+
+/*
+ * Validate the map bytes [first, first + len) of a layer (first in
+ * bytes from map_offset): no bit may mark a block past the table.
+ */
+int dm_chain_check_map(const struct dm_chain_layer_info *info,
+		       const __u8 *map, __u64 first, __u64 len,
+		       char *err, size_t err_len);
 
 /* Checksum helper supplied by each side (kernel crc32c, userspace table). */
 __u32 dm_chain_crc32c(__u32 seed, const void *data, size_t len);

@@ -4,8 +4,9 @@
  *
  * Data model.  Every chain layer holds a header (two slots), a table with
  * one entry per virtual cluster (ABSENT, ZERO or MAPPED to a host cluster of
- * that layer) and a data area allocated append-only.  At open we read every
- * layer's table once, bottom-up, and fold them into one in-memory index that
+ * that layer), a map of the table blocks that hold entries, and a data area
+ * allocated append-only.  At open we read every layer's marked table
+ * blocks once, bottom-up, and fold them into one in-memory index that
  * names, for every virtual cluster, the newest layer that holds it and where.
  * A read therefore costs one directory slot and one leaf entry whatever the
  * depth, and the read path never touches metadata on disk.  Only the active
@@ -36,6 +37,13 @@
  *      pointing to it;
  *   2. write the copies in place (a mapping published after the copy
  *      waits for the next commit, whose flush covers its data);
+ *   2b. for a table block the layer's table map may not mark yet, flush
+ *      (the whole block is now durable), then set its bit in the map
+ *      (read, modify and write the map block).  A reader reads only the
+ *      marked blocks, so activation costs what the layers hold, and an
+ *      unmarked block may hold anything (an LV's old content, entries of
+ *      a commit whose map write was lost): it is never read, and it is
+ *      written whole before it is marked.  Bits are never cleared;
  *   3. write the header, generation g + 1, into slot (g + 1) mod 2, with
  *      PREFLUSH|FUA, so the table blocks are durable before it.  The
  *      generation in memory moves only when that write succeeded: a
@@ -43,8 +51,10 @@
  *      go to the slot not holding the current header, never over it.
  *
  * A crash before step 2 leaves the old table: only unflushed writes are
- * lost.  A crash in step 2 leaves each 8-byte entry either old or new
- * (sectors are written atomically) and every new entry points at data that
+ * lost.  A crash after step 2 but before 2b's map write leaves new blocks
+ * unmarked: their entries are lost with the header they belonged to.  A
+ * crash in step 2 leaves each 8-byte entry of a marked block either old or
+ * new (sectors are written atomically) and every new entry points at data that
  * was flushed in step 1.  A host cluster freed by a discard is handed out
  * again only after the commit that stopped pointing at it is complete and
  * every I/O sent to it before the free has completed (the target's
@@ -126,6 +136,7 @@ struct dm_chain_metadata {
 	unsigned int leaf_shift;	/* clusters per leaf, log2 */
 	u64 background;			/* what an empty slot shows */
 	u64 nr_table_blocks;
+	u8 *top_map;			/* the active layer's map, at open */
 	u64 data_end;			/* first never-allocated host cluster */
 	u64 dev_clusters;		/* active layer capacity */
 	unsigned long *free;		/* free host clusters below data_end */
@@ -139,6 +150,7 @@ struct dm_chain_metadata {
 	struct mutex commit_lock;
 	u64 committed_seq;		/* change_seq of the last commit */
 	void *buf;			/* TABLE_IO_BLOCKS blocks */
+	void *map_buf;			/* one table map block */
 	struct {
 		u64 block;		/* first table block of the run */
 		unsigned int first;	/* its place in buf, in blocks */
@@ -328,16 +340,31 @@ static u64 leaf_span(struct dm_chain_metadata *cmd)
 	return 1ULL << cmd->leaf_shift;
 }
 
-/* A leaf: leaf_span() entries, then one dirty bit per table block. */
+static unsigned int leaf_bitmap_longs(struct dm_chain_metadata *cmd)
+{
+	return BITS_TO_LONGS(leaf_span(cmd) >> LEAF_MIN_SHIFT);
+}
+
+/*
+ * A leaf: leaf_span() entries, then two bitmaps with one bit per table
+ * block: dirty (changed since the last commit; cmd->lock) and marked (set
+ * in the table map on disk; commit_lock).  They are kept in separate
+ * words so that neither lock's non-atomic updates touch the other's.
+ */
 static size_t leaf_bytes(struct dm_chain_metadata *cmd)
 {
 	return leaf_span(cmd) * sizeof(u64) +
-	       BITS_TO_LONGS(leaf_span(cmd) >> LEAF_MIN_SHIFT) * sizeof(long);
+	       2 * leaf_bitmap_longs(cmd) * sizeof(long);
 }
 
 static unsigned long *leaf_dirty(struct dm_chain_metadata *cmd, u64 *leaf)
 {
 	return (unsigned long *)(leaf + leaf_span(cmd));
+}
+
+static unsigned long *leaf_marked(struct dm_chain_metadata *cmd, u64 *leaf)
+{
+	return leaf_dirty(cmd, leaf) + leaf_bitmap_longs(cmd);
 }
 
 static u64 *slot_leaf(u64 slot)
@@ -384,7 +411,8 @@ static u64 *leaf_alloc(struct dm_chain_metadata *cmd, u64 slot)
 		return NULL;
 	for (i = 0; i < leaf_span(cmd); i++)
 		leaf[i] = slot_entry(cmd, slot, i);
-	bitmap_zero(leaf_dirty(cmd, leaf), leaf_span(cmd) >> LEAF_MIN_SHIFT);
+	/* Marked bits start clear: a commit that finds them set on disk is fine. */
+	bitmap_zero(leaf_dirty(cmd, leaf), 2 * leaf_bitmap_longs(cmd) * BITS_PER_LONG);
 	return leaf;
 }
 
@@ -514,16 +542,53 @@ static int set_free_map(struct dm_chain_metadata *cmd, const unsigned long *used
 	return 0;
 }
 
-/* Read, validate and fold one chain layer's table into the index. */
+/* Read layer l's table map into a new buffer; the caller frees it. */
+static u8 *read_table_map(struct dm_chain_metadata *cmd, unsigned int l,
+			  char *err, size_t err_len)
+{
+	struct chain_layer *layer = &cmd->layers[l];
+	const struct dm_chain_layer_info *info = &layer->info;
+	char why[160];
+	u8 *map;
+	int r;
+
+	map = kvmalloc(info->map_size, GFP_KERNEL);
+	if (!map) {
+		snprintf(err, err_len, "Layer %u: cannot allocate its table map (%llu bytes)",
+			 l, info->map_size);
+		return ERR_PTR(-ENOMEM);
+	}
+	r = chain_io(cmd, layer->bdev, REQ_OP_READ, info->map_offset, map,
+		     info->map_size);
+	if (r) {
+		snprintf(err, err_len, "Layer %u: reading the table map failed (%d)", l, r);
+	} else {
+		r = dm_chain_check_map(info, map, 0, info->map_size, why,
+				       sizeof(why));
+		if (r)
+			snprintf(err, err_len, "Layer %u: %s", l, why);
+	}
+	if (r) {
+		kvfree(map);
+		return ERR_PTR(r);
+	}
+	return map;
+}
+
+/*
+ * Read, validate and fold one chain layer's table into the index: only
+ * the table blocks its map marks, in runs of at most TABLE_IO_BLOCKS.
+ * The active layer's map is kept in cmd->top_map for build_index().
+ */
 static int load_layer_table(struct dm_chain_metadata *cmd, unsigned int l,
 			    char *err, size_t err_len)
 {
 	struct chain_layer *layer = &cmd->layers[l];
 	const struct dm_chain_layer_info *info = &layer->info;
-	u64 per_io = TABLE_IO_BLOCKS * DM_CHAIN_ENTRIES_PER_BLOCK;
-	u64 total = info->table_size / 8, first, max_cluster = 0;
+	u64 blocks = dm_chain_table_blocks(info), b, end, max_cluster = 0;
 	unsigned long *used;
 	char why[160];
+	u8 *map;
 	int r = 0;
 
 	if (info->dev_clusters > FREE_MAP_MAX_BITS) {
@@ -532,17 +597,26 @@ static int load_layer_table(struct dm_chain_metadata *cmd, unsigned int l,
 			 l, info->dev_clusters, FREE_MAP_MAX_BITS);
 		return -EINVAL;
 	}
+	map = read_table_map(cmd, l, err, err_len);
+	if (IS_ERR(map))
+		return PTR_ERR(map);
 	used = kvcalloc(BITS_TO_LONGS(info->dev_clusters), sizeof(long),
 			GFP_KERNEL);
 	if (!used) {
+		kvfree(map);
 		snprintf(err, err_len, "Layer %u: cannot allocate the table check bitmap", l);
 		return -ENOMEM;
 	}
-	for (first = 0; first < total; first += per_io) {
-		u64 count = min(per_io, total - first);
+	for (b = find_next_bit_le(map, blocks, 0); b < blocks;
+	     b = find_next_bit_le(map, blocks, end)) {
+		u64 first = b * DM_CHAIN_ENTRIES_PER_BLOCK, count;
 
+		end = min(find_next_zero_bit_le(map, blocks, b),
+			  b + TABLE_IO_BLOCKS);
+		count = (end - b) * DM_CHAIN_ENTRIES_PER_BLOCK;
 		r = chain_io(cmd, layer->bdev, REQ_OP_READ,
-			     info->table_offset + first * 8, cmd->buf, count * 8);
+			     info->table_offset + b * DM_CHAIN_BLOCK_SIZE,
+			     cmd->buf, (end - b) * DM_CHAIN_BLOCK_SIZE);
 		if (r) {
 			snprintf(err, err_len, "Layer %u: reading the table failed (%d)", l, r);
 			break;
@@ -567,14 +641,37 @@ static int load_layer_table(struct dm_chain_metadata *cmd, unsigned int l,
 			snprintf(err, err_len, "Layer %u: cannot allocate the free map", l);
 	}
 	kvfree(used);
+	if (!r && l == cmd->top)
+		cmd->top_map = map;
+	else
+		kvfree(map);
 	return r;
+}
+
+/*
+ * Mark in every leaf the table blocks the active layer's map has set, so
+ * that a commit sets only bits that are not set yet.  A leaf made later
+ * starts with none marked.
+ */
+static void mark_leaves(struct dm_chain_metadata *cmd)
+{
+	u64 blocks = dm_chain_table_blocks(&cmd->layers[cmd->top].info);
+	unsigned int per_leaf = leaf_span(cmd) >> LEAF_MIN_SHIFT, j;
+	u64 i, *leaf;
+
+	for (i = 0; i < cmd->nr_slots; i++) {
+		leaf = slot_leaf(cmd->dir[i]);
+		for (j = 0; leaf && j < per_leaf && i * per_leaf + j < blocks; j++)
+			if (test_bit_le(i * per_leaf + j, cmd->top_map))
+				__set_bit(j, leaf_marked(cmd, leaf));
+	}
 }
 
 static int build_index(struct dm_chain_metadata *cmd, char *err,
 		       size_t err_len)
 {
 	unsigned int l;
-	int r;
+	int r = 0;
 
 	clear_index(cmd);
 	cmd->background = cmd->layers[0].raw ? chain_entry(0, CHAIN_RAW, 0) :
@@ -584,9 +681,17 @@ static int build_index(struct dm_chain_metadata *cmd, char *err,
 			continue;
 		r = load_layer_table(cmd, l, err, err_len);
 		if (r)
-			return r;
+			break;
 	}
-	compact_index(cmd);
+	if (!r) {
+		compact_index(cmd);
+		if (cmd->top_map)
+			mark_leaves(cmd);
+	}
+	kvfree(cmd->top_map);
+	cmd->top_map = NULL;
+	if (r)
+		return r;
 	cmd->dev_clusters = cmd->layers[cmd->top].info.dev_clusters;
 	return 0;
 }
@@ -595,8 +700,9 @@ static int alloc_metadata(struct dm_chain_metadata *cmd, unsigned int nr)
 {
 	cmd->layers = kvcalloc(nr, sizeof(*cmd->layers), GFP_KERNEL);
 	cmd->buf = vmalloc(TABLE_IO_BLOCKS * DM_CHAIN_BLOCK_SIZE);
+	cmd->map_buf = kmalloc(DM_CHAIN_BLOCK_SIZE, GFP_KERNEL);
 	cmd->io_client = dm_io_client_create();
-	if (!cmd->layers || !cmd->buf)
+	if (!cmd->layers || !cmd->buf || !cmd->map_buf)
 		return -ENOMEM;
 	if (IS_ERR(cmd->io_client)) {
 		int r = PTR_ERR(cmd->io_client);
@@ -616,6 +722,7 @@ static void free_metadata(struct dm_chain_metadata *cmd)
 	kvfree(cmd->free);
 	kvfree(cmd->dir);
 	vfree(cmd->buf);
+	kfree(cmd->map_buf);
 	kvfree(cmd->layers);
 	kfree(cmd);
 }
@@ -979,7 +1086,7 @@ static bool block_dirty(struct dm_chain_metadata *cmd, u64 block)
 {
 	u64 first = block * DM_CHAIN_ENTRIES_PER_BLOCK, *leaf;
 
-	/* A table may be longer than the clusters need: no leaf there. */
+	/* The last leaf may reach past the table, never the reverse. */
 	if (first >> cmd->leaf_shift >= cmd->nr_slots)
 		return false;
 	leaf = slot_leaf(READ_ONCE(cmd->dir[first >> cmd->leaf_shift]));
@@ -1040,10 +1147,103 @@ static unsigned int __copy_dirty_blocks(struct dm_chain_metadata *cmd,
 }
 
 /*
- * Steps 1 and 2, in rounds of at most TABLE_IO_BLOCKS blocks: copy the
- * dirty blocks from the index, flush the data device, write the copies.
- * Every entry written was published (its data written) before the flush
- * that precedes it.  Caller holds commit_lock.
+ * The leaf holding table block b, and b's bit in it.  Only blocks that
+ * were dirty, so in a leaf, are asked for, and no leaf is freed while
+ * commit_lock is held.
+ */
+static u64 *block_leaf(struct dm_chain_metadata *cmd, u64 b, unsigned int *bit)
+{
+	u64 first = b * DM_CHAIN_ENTRIES_PER_BLOCK;
+
+	*bit = (first & (leaf_span(cmd) - 1)) >> LEAF_MIN_SHIFT;
+	return slot_leaf(READ_ONCE(cmd->dir[first >> cmd->leaf_shift]));
+}
+
+/* Write map block mb from map_buf. */
+static int write_map_block(struct dm_chain_metadata *cmd, u64 mb)
+{
+	const struct dm_chain_layer_info *info = &cmd->layers[cmd->top].info;
+
+	return chain_io(cmd, cmd->layers[cmd->top].bdev, REQ_OP_WRITE,
+			info->map_offset + mb * DM_CHAIN_BLOCK_SIZE,
+			cmd->map_buf, DM_CHAIN_BLOCK_SIZE);
+}
+
+/*
+ * Step 2b: set the map bits of the table blocks this round wrote that the
+ * map may not mark yet.  Their blocks were written whole; a flush makes
+ * them durable before any bit that tells a reader to read them, since an
+ * unmarked block may hold anything (a reused LV, a lost earlier commit).
+ * Each map block is read, and written only if a bit changed.  The runs
+ * are in ascending block order.  Caller holds commit_lock, so no leaf is
+ * freed meanwhile.
+ */
+static int __mark_blocks(struct dm_chain_metadata *cmd, unsigned int nr)
+{
+	const struct dm_chain_layer_info *info = &cmd->layers[cmd->top].info;
+	u64 b, end, mb = U64_MAX, *leaf;
+	unsigned int i, bit;
+	bool unmarked = false, changed = false;
+	int r;
+
+	for (i = 0; i < nr && !unmarked; i++)
+		for (b = cmd->runs[i].block, end = b + cmd->runs[i].count;
+		     b < end && !unmarked; b++) {
+			leaf = block_leaf(cmd, b, &bit);
+			unmarked = !test_bit(bit, leaf_marked(cmd, leaf));
+		}
+	if (!unmarked)
+		return 0;
+	r = flush_device(cmd, cmd->layers[cmd->top].bdev);
+	for (i = 0; i < nr && !r; i++) {
+		for (b = cmd->runs[i].block, end = b + cmd->runs[i].count;
+		     b < end && !r; b++) {
+			leaf = block_leaf(cmd, b, &bit);
+			if (test_bit(bit, leaf_marked(cmd, leaf)))
+				continue;
+			if (b / DM_CHAIN_MAP_BITS_PER_BLOCK != mb) {
+				if (changed)
+					r = write_map_block(cmd, mb);
+				mb = b / DM_CHAIN_MAP_BITS_PER_BLOCK;
+				changed = false;
+				if (!r)
+					r = chain_io(cmd, cmd->layers[cmd->top].bdev,
+						     REQ_OP_READ,
+						     info->map_offset +
+						     mb * DM_CHAIN_BLOCK_SIZE,
+						     cmd->map_buf,
+						     DM_CHAIN_BLOCK_SIZE);
+				if (r)
+					break;
+			}
+			if (!test_bit_le(b % DM_CHAIN_MAP_BITS_PER_BLOCK,
+					 cmd->map_buf)) {
+				__set_bit_le(b % DM_CHAIN_MAP_BITS_PER_BLOCK,
+					     cmd->map_buf);
+				changed = true;
+			}
+		}
+	}
+	if (!r && changed)
+		r = write_map_block(cmd, mb);
+	if (r)
+		return r;
+	/* Only now that every bit is written may a later commit skip it. */
+	for (i = 0; i < nr; i++)
+		for (b = cmd->runs[i].block, end = b + cmd->runs[i].count;
+		     b < end; b++) {
+			leaf = block_leaf(cmd, b, &bit);
+			__set_bit(bit, leaf_marked(cmd, leaf));
+		}
+	return 0;
+}
+
+/*
+ * Steps 1, 2 and 2b, in rounds of at most TABLE_IO_BLOCKS blocks: copy
+ * the dirty blocks from the index, flush the data device, write the
+ * copies, then mark the new ones in the table map.  Every entry written
+ * was published (its data written) before the flush that precedes it.
+ * Caller holds commit_lock.
  */
 static int __write_dirty_blocks(struct dm_chain_metadata *cmd)
 {
@@ -1066,6 +1266,9 @@ static int __write_dirty_blocks(struct dm_chain_metadata *cmd)
 			if (r)
 				return r;
 		}
+		r = __mark_blocks(cmd, nr);
+		if (r)
+			return r;
 	}
 	return 0;
 }

@@ -3,17 +3,20 @@
 """Corrupt or edit a dm-chain layer on purpose, for the bad-input tests.
 
     layer-patch.py LAYER [--slot 0|1|both] [FIELD=VALUE ...]
-                         [--entry INDEX=TYPE:HOST ...] [--raw OFFSET=HEXBYTES]
+                         [--entry INDEX=TYPE:HOST ...] [--unmarked]
+                         [--raw OFFSET=HEXBYTES]
                          [--keep-csum] [--get FIELD]
 
 FIELD is a header field of Documentation/dm-chain-format.rst (magic,
 version, cluster_size, generation, incompat_features, virtual_size,
-table_size, data_offset, data_end, backing_type, flags, uuid,
-backing_uuid) or job (the 256-byte job record).  Integers accept 0x
+table_size, map_offset, map_size, data_offset, data_end, backing_type,
+flags, uuid, backing_uuid) or job (the 256-byte job record).  Integers accept 0x
 prefixes; uuid fields take 32 hex digits or the name of another layer
 file to copy its uuid from, job 512 hex digits.  The
 checksum of every edited slot is recomputed unless --keep-csum.  --entry
-writes table entry INDEX as TYPE (absent|zero|mapped|bad) with HOST.
+writes table entry INDEX as TYPE (absent|zero|mapped|bad) with HOST and
+sets its table block's bit in the table map (--unmarked leaves the map
+alone).
 --raw writes bytes at an absolute offset.  --get prints a field of the
 current slot.
 """
@@ -30,6 +33,7 @@ FIELDS = {  # name: (offset, struct format)
     "data_offset": (88, "<Q"), "data_end": (96, "<Q"),
     "backing_type": (104, "<I"), "hint_len": (108, "<I"),
     "backing_uuid": (112, "16s"), "job": (128, "256s"),
+    "map_offset": (1408, "<Q"), "map_size": (1416, "<Q"),
 }
 ENTRY_TYPES = {"absent": 0, "zero": 1, "mapped": 2, "bad": 3}
 
@@ -89,11 +93,14 @@ def main(argv):
         return 0 if len(argv) >= 2 else 2
     path, args = argv[1], argv[2:]
     slots, keep, edits, entries, raws, getf = None, False, [], [], [], None
+    mark = True
     while args:
         a = args.pop(0)
         if a == "--slot":
             v = args.pop(0)
             slots = [0, 1] if v == "both" else [int(v)]
+        elif a == "--unmarked":
+            mark = False
         elif a == "--keep-csum":
             keep = True
         elif a == "--entry":
@@ -136,6 +143,12 @@ def main(argv):
         for idx, typ, host in entries:
             f.seek(table + 8 * idx)
             f.write(struct.pack("<Q", (typ << 62) | host))
+            if mark:
+                block = idx * 8 // BLOCK
+                f.seek(get(slot, "map_offset") + block // 8)
+                byte = f.read(1)[0]
+                f.seek(get(slot, "map_offset") + block // 8)
+                f.write(bytes([byte | 1 << (block % 8)]))
         for off, data in raws:
             f.seek(off)
             f.write(data)

@@ -123,6 +123,9 @@ static void report_allocation(const struct check *ck,
 	     (unsigned long long)info->nr_clusters, (unsigned long long)c->mapped,
 	     (unsigned long long)c->zero, (unsigned long long)c->absent,
 	     (unsigned long long)allocated);
+	note(ck, "table map: %llu of %llu table blocks marked",
+	     (unsigned long long)c->marked_blocks,
+	     (unsigned long long)dm_chain_table_blocks(info));
 	if (c->beyond_end)
 		note(ck, "%llu mapped clusters lie at or beyond the allocation end (host cluster %llu, highest %llu): a commit interrupted before its header write",
 		     (unsigned long long)c->beyond_end,

@@ -169,20 +169,27 @@ static int write_headers(int fd, const char *path,
 	return 0;
 }
 
-/* Make the table area read as zeros: all entries ABSENT. */
+/*
+ * Clear the table map: every table block then reads as ABSENT, whatever
+ * the table area holds, so a block device's table is never written here.
+ */
 static int clear_table(int fd, const char *path, bool blockdev,
 		       const struct dm_chain_layer_info *info, uint64_t dev_size)
 {
-	uint64_t range[2] = { info->table_offset,
-			      info->data_offset - info->table_offset };
+	uint64_t range[2] = { info->map_offset, info->map_size };
 
 	if (!blockdev && ftruncate(fd, dev_size)) {
 		errmsg(path, "cannot size the file to %llu bytes: %s",
 		       (unsigned long long)dev_size, strerror(errno));
 		return -1;
 	}
-	if (blockdev && ioctl(fd, BLKZEROOUT, range)) {
-		errmsg(path, "cannot zero the cluster table: %s", strerror(errno));
+	/*
+	 * Durable before the headers: a header that survived a power cut
+	 * without the zeroes would trust the map bits of the layer this
+	 * device held before, and its table blocks.
+	 */
+	if (blockdev && (ioctl(fd, BLKZEROOUT, range) || fsync(fd))) {
+		errmsg(path, "cannot zero the table map: %s", strerror(errno));
 		return -1;
 	}
 	return 0;

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Access to one layer: open, read the header through the shared
- * validation code, scan the cluster table in chunks, write a new header.
+ * validation code, scan the marked blocks of the cluster table in chunks,
+ * write a new header.
  *
  * chainadm writes layers in two ways only: format_layer() (format.c) writes
  * a layer it creates, and layer_write_header() writes the next header of an
@@ -188,38 +189,84 @@ bool slots_have_magic(const void *blocks)
 	       le64_to_cpu(h[1].magic) == DM_CHAIN_MAGIC;
 }
 
+/*
+ * Read and check the layer's table map into *mapp: 0, or -ENOMEM, -EIO or
+ * -EINVAL (a bit past the table) after a message.
+ */
+static int read_map(const struct layer *l, __u8 **mapp)
+{
+	const struct dm_chain_layer_info *info = &l->info;
+	__u8 *map = aligned_alloc(DM_CHAIN_BLOCK_SIZE, info->map_size);
+	char err[256];
+	int r;
+
+	*mapp = NULL;
+	if (!map) {
+		errmsg(l->path, "cannot read the table map: out of memory");
+		return -ENOMEM;
+	}
+	r = read_exact(l, map, info->map_size, info->map_offset, "table map");
+	if (!r) {
+		r = dm_chain_check_map(info, map, 0, info->map_size, err,
+				       sizeof(err));
+		if (r)
+			errmsg(l->path, "%s", err);
+	}
+	if (r) {
+		free(map);
+		return r;
+	}
+	*mapp = map;
+	return 0;
+}
+
 int layer_scan_table(const struct layer *l, unsigned long *used,
 		     __u64 *max_cluster, entries_fn fn, void *arg)
 {
 	const struct dm_chain_layer_info *info = &l->info;
-	uint64_t total = info->table_size / 8, first, count;
-	/* A small table needs no 512 KiB buffer (a whole number of blocks). */
-	size_t chunk = total < SCAN_CHUNK ? total : SCAN_CHUNK;
+	uint64_t blocks = dm_chain_table_blocks(info), b, end;
+	const uint64_t chunk = SCAN_CHUNK / DM_CHAIN_ENTRIES_PER_BLOCK;
 	/* Aligned for O_DIRECT; the table's offset and size are in blocks. */
-	__le64 *buf = aligned_alloc(DM_CHAIN_BLOCK_SIZE, chunk * sizeof(*buf));
+	__le64 *buf;
 	__u64 ignored_max = 0;
 	char err[256];
-	int r = 0;
+	__u8 *map;
+	int r = read_map(l, &map);
 
+	if (r)
+		return r;
 	if (!max_cluster)
 		max_cluster = &ignored_max;
+	buf = aligned_alloc(DM_CHAIN_BLOCK_SIZE, SCAN_CHUNK * sizeof(*buf));
 	if (!buf) {
 		errmsg(l->path, "cannot scan the table: out of memory");
+		free(map);
 		return -ENOMEM;
 	}
-	for (first = 0; first < total && !r; first += count) {
-		count = total - first < SCAN_CHUNK ? total - first : SCAN_CHUNK;
-		r = read_exact(l, buf, count * 8, info->table_offset + first * 8,
+	/* Only the blocks the map marks hold entries: the rest are ABSENT. */
+	for (b = 0; b < blocks && !r; b = end) {
+		if (!dm_chain_map_test(map, b)) {
+			end = b + 1;
+			continue;
+		}
+		for (end = b + 1; end < blocks && end - b < chunk &&
+		     dm_chain_map_test(map, end); end++)
+			;
+		r = read_exact(l, buf, (end - b) * DM_CHAIN_BLOCK_SIZE,
+			       info->table_offset + b * DM_CHAIN_BLOCK_SIZE,
 			       "cluster table");
 		if (r)
 			break;
-		r = dm_chain_check_entries(info, buf, first, count, used,
-					   max_cluster, err, sizeof(err));
+		r = dm_chain_check_entries(info, buf, b * DM_CHAIN_ENTRIES_PER_BLOCK,
+					   (end - b) * DM_CHAIN_ENTRIES_PER_BLOCK,
+					   used, max_cluster, err, sizeof(err));
 		if (r)
 			errmsg(l->path, "%s", err);
 		else if (fn)
-			r = fn(l, buf, first, count, arg);
+			r = fn(l, buf, b * DM_CHAIN_ENTRIES_PER_BLOCK,
+			       (end - b) * DM_CHAIN_ENTRIES_PER_BLOCK, arg);
 	}
+	free(map);
 	free(buf);
 	return r;
 }
@@ -243,18 +290,22 @@ static int count_chunk(const struct layer *l, const __le64 *entries,
 		case DM_CHAIN_ENTRY_ZERO:
 			c->zero++;
 			break;
-		default:
-			c->absent++;
 		}
 	}
+	c->marked_blocks += (count + DM_CHAIN_ENTRIES_PER_BLOCK - 1) /
+			    DM_CHAIN_ENTRIES_PER_BLOCK;
 	return 0;
 }
 
 int layer_count_entries(const struct layer *l, unsigned long *used,
 			__u64 *max_cluster, struct entry_counts *counts)
 {
+	int r;
+
 	memset(counts, 0, sizeof(*counts));
-	return layer_scan_table(l, used, max_cluster, count_chunk, counts);
+	r = layer_scan_table(l, used, max_cluster, count_chunk, counts);
+	counts->absent = l->info.nr_clusters - counts->mapped - counts->zero;
+	return r;
 }
 
 const char *backing_type_name(__u32 type)

@@ -47,7 +47,8 @@ int layer_write_header(struct layer *l, struct dm_chain_layer_info *info);
 bool slots_have_magic(const void *blocks);
 
 /*
- * Feed the whole cluster table to fn in chunks, after each chunk passed
+ * Feed the table blocks the layer's map marks to fn in chunks (the others
+ * are all ABSENT), after the map and each chunk passed
  * dm_chain_check_entries() (used and max_cluster as documented there;
  * max_cluster may be NULL).  Returns 0, -EINVAL for an invalid entry,
  * -EIO or -ENOMEM, or what fn returned.
@@ -63,6 +64,7 @@ struct entry_counts {
 	uint64_t zero;
 	uint64_t absent;	/* virtual clusters only, not the padding */
 	uint64_t beyond_end;	/* mapped at or after data_end */
+	uint64_t marked_blocks;	/* table blocks the map marks (read) */
 };
 int layer_count_entries(const struct layer *l, unsigned long *used,
 			__u64 *max_cluster, struct entry_counts *counts);

@@ -145,6 +145,12 @@ void fuzz_check_info(const struct dm_chain_layer_info *info, __u64 dev_size)
 	FUZZ_ASSERT(!(info->table_size % 4096) && info->table_size >= need,
 		    "table size %llu", (unsigned long long)info->table_size);
 	table_end = (unsigned __int128)info->table_offset + info->table_size;
+	FUZZ_ASSERT(info->map_offset == table_end &&
+		    info->map_size * 8 >= info->table_size / 4096 &&
+		    !(info->map_size % 4096),
+		    "table map %llu+%llu", (unsigned long long)info->map_offset,
+		    (unsigned long long)info->map_size);
+	table_end += info->map_size;
 	FUZZ_ASSERT(info->data_offset >= table_end && !(info->data_offset % cs),
 		    "data offset %llu", (unsigned long long)info->data_offset);
 	FUZZ_ASSERT(info->data_offset <= dev_size,

@@ -26,7 +26,10 @@
  *     bitmap of exactly dev_clusters bits (kernel-sized: ASan catches a
  *     bit set past it); max_cluster is the highest mapped cluster + 1;
  *   - checking in chunks gives the same verdict, message and maximum as
- *     one call; without the bitmap only duplicates go unnoticed.
+ *     one call; without the bitmap only duplicates go unnoticed;
+ *   - dm_chain_check_map() refuses exactly the table map bytes (the same
+ *     input bytes, from byte 24's offset) that mark a block past the
+ *     table, naming the first one.
  */
 #include "fuzz.h"
 
@@ -36,7 +39,7 @@
 
 struct geometry {
 	bool ok;
-	__u64 nr_clusters, table_size, data_offset;
+	__u64 nr_clusters, table_size, map_size, data_offset;
 };
 
 static unsigned __int128 round_up(unsigned __int128 v, __u64 to)
@@ -48,7 +51,7 @@ static unsigned __int128 round_up(unsigned __int128 v, __u64 to)
 static struct geometry model_geometry(__u64 vs, __u32 cs, __u64 dev_size)
 {
 	struct geometry g = { .ok = false };
-	unsigned __int128 table, data;
+	unsigned __int128 table, map, data;
 
 	if (cs < DM_CHAIN_MIN_CLUSTER_SIZE || cs > DM_CHAIN_MAX_CLUSTER_SIZE ||
 	    (cs & (cs - 1)) || !vs || vs % 4096)
@@ -57,10 +60,13 @@ static struct geometry model_geometry(__u64 vs, __u32 cs, __u64 dev_size)
 	if (g.nr_clusters > (1ULL << 32))	/* at most 2^32 clusters */
 		return g;
 	table = round_up((unsigned __int128)g.nr_clusters * 8, 4096);
-	data = round_up(DM_CHAIN_TABLE_OFFSET + table, cs);
+	/* the table map: one bit per table block, whole blocks */
+	map = round_up(round_up(table / 4096, 8) / 8, 4096);
+	data = round_up(DM_CHAIN_TABLE_OFFSET + table + map, cs);
 	if (data > dev_size)
 		return g;
 	g.table_size = table;
+	g.map_size = map;
 	g.data_offset = data;
 	g.ok = true;
 	return g;
@@ -83,6 +89,8 @@ static void check_geometry(__u64 vs, __u32 cs, __u64 dev_size)
 		return;
 	FUZZ_ASSERT(info.nr_clusters == want.nr_clusters &&
 		    info.table_size == want.table_size &&
+		    info.map_offset == DM_CHAIN_TABLE_OFFSET + want.table_size &&
+		    info.map_size == want.map_size &&
 		    info.data_offset == want.data_offset &&
 		    info.table_offset == DM_CHAIN_TABLE_OFFSET &&
 		    info.data_end == want.data_offset / cs &&
@@ -233,6 +241,35 @@ static void check_table(const struct dm_chain_layer_info *info,
 	free(entries);
 }
 
+/*
+ * The same bytes as a piece of the table map, from byte first: valid
+ * exactly when no bit marks a block past the table.
+ */
+static void check_map(const struct dm_chain_layer_info *info,
+		      const uint8_t *data, size_t size, __u64 first_in)
+{
+	__u64 first = first_in % info->map_size, len = size - PREFIX, b;
+	__u64 blocks = info->table_size / 4096, bad = UINT64_MAX;
+	char err[256], at[32];
+	int r;
+
+	if (len > info->map_size - first)
+		len = info->map_size - first;
+	for (b = first * 8; b < (first + len) * 8 && bad == UINT64_MAX; b++)
+		if (b >= blocks && (data[PREFIX + b / 8 - first] >> (b % 8) & 1))
+			bad = b;
+	r = dm_chain_check_map(info, data + PREFIX, first, len, err, sizeof(err));
+	FUZZ_ASSERT(!r == (bad == UINT64_MAX),
+		    "map bytes from %llu: returned %d (%s), the format says %s",
+		    (unsigned long long)first, r, r ? err : "",
+		    bad == UINT64_MAX ? "valid" : "invalid");
+	if (r) {
+		snprintf(at, sizeof(at), " %llu,", (unsigned long long)bad);
+		FUZZ_ASSERT(strstr(err, at), "block %llu is the first marked past the table, but: %s",
+			    (unsigned long long)bad, err);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	__u64 vs = fuzz_le(data, size, 0, 8);
@@ -258,5 +295,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_check_info(&info, dev_size);
 	check_table(&info, data, size, fuzz_le(data, size, 24, 4),
 		    fuzz_le(data, size, 28, 2));
+	check_map(&info, data, size, fuzz_le(data, size, 24, 4));
 	return 0;
 }

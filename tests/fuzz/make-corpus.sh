@@ -93,11 +93,11 @@ EOF
 
 # ---------------------------------------------------------------- layers
 
-# A 64 KiB virtual disk: 16 clusters, the table one block, data from
-# 12 KiB; --layer-size 12K leaves no room for data until chain-poke
-# allocates some.
+# A 64 KiB virtual disk: 16 clusters, the table one block, its map one
+# block, data from 16 KiB; --layer-size 16K leaves no room for data until
+# chain-poke allocates some.
 truncate -s 64K "$W/raw"
-fmt base $U0 --size 64K --layer-size 12K
+fmt base $U0 --size 64K --layer-size 16K
 seed none-empty base
 poke base alloc 0
 poke base alloc 5
@@ -105,13 +105,13 @@ poke base entry 9 4000000000000000		# ZERO
 poke base alloc 15
 seed none-mapped base
 
-fmt sn1 $U1 --backing "$W/base" --layer-size 12K
+fmt sn1 $U1 --backing "$W/base" --layer-size 16K
 hint sn1 /var/lib/images/base.img
 poke sn1 alloc 1
 poke sn1 entry 3 4000000000000000
 seed chain-mapped sn1
 
-fmt rawsn $U1 --backing "$W/raw" --backing-type raw --layer-size 12K
+fmt rawsn $U1 --backing "$W/raw" --backing-type raw --layer-size 16K
 hint rawsn /dev/vg0/base
 poke rawsn alloc 2
 seed raw-mapped rawsn
@@ -131,7 +131,7 @@ seed cluster-64k c64k
 
 # The active layer of base <- sn1 <- active, with a job record of every
 # type (table indexes: base 0, sn1 1, active 2).
-fmt active $U2 --backing "$W/sn1" --layer-size 12K
+fmt active $U2 --backing "$W/sn1" --layer-size 16K
 hint active /var/lib/images/sn1.img
 poke active alloc 4
 seed active-idle active
@@ -163,7 +163,11 @@ seed mapped-beyond-end base --slot both data_end=4
 seed bad-magic base --slot both magic=0x3f4e49414843444d
 seed bad-csum base --keep-csum --raw 2000=ff --raw 6096=ff
 seed bad-incompat base --slot both incompat_features=0x10
-seed bad-version base --slot both version=2
+seed bad-version base --slot both version=3
+seed bad-version-1 base --slot both version=1
+seed bad-map-offset base --slot both map_offset=8192
+seed bad-map-size base --slot both map_size=0
+seed bad-map-bit base --raw 12288=81
 seed bad-flags base --slot both flags=4
 seed bad-uuid-zero base --slot both uuid=00000000000000000000000000000000
 seed bad-two-uuids base --slot 0 uuid=$U3
@@ -188,7 +192,8 @@ seed bad-entry-dup base --entry 3=mapped:3 --entry 4=mapped:3
 seed bad-entry-type base --entry 3=bad:0
 seed bad-entry-zero-host base --entry 3=zero:5
 seed bad-entry-absent-host base --entry 3=absent:5
-seed bad-entry-reserved base --raw 8216=0500000000000180
+seed bad-entry-reserved base --entry 3=absent:0 --raw 8216=0500000000000180
+seed unmarked-garbage base --unmarked --entry 3=bad:0
 seed bad-entry-padding base --entry 16=zero:0
 seed bad-truncated base truncate 20000
 seed bad-tiny base truncate 4096

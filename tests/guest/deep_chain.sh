@@ -50,16 +50,19 @@ with open("base.img", "wb") as f:
 
 clusters = vsize // cl
 table_size = (clusters * 8 + 4095) // 4096 * 4096
-data_off = (8192 + table_size + cl - 1) // cl * cl
+map_off = 8192 + table_size
+map_size = (table_size // 4096 + 32767) // 32768 * 4096
+data_off = (map_off + map_size + cl - 1) // cl * cl
 below_uuid = None
 for i in range(1, n + 1):
     path = f"layer{i}.img"
     uuid = os.urandom(16)
     hint = os.path.abspath("base.img" if i == 1 else f"layer{i - 1}.img").encode()
     slot = bytearray(4096)
-    for k, v in dict(uuid=uuid, magic=0x314E49414843444D, version=1,
+    for k, v in dict(uuid=uuid, magic=0x314E49414843444D, version=2,
                      cluster_size=cl, generation=1, virtual_size=vsize,
                      table_offset=8192, table_size=table_size,
+                     map_offset=map_off, map_size=map_size,
                      data_offset=data_off, data_end=data_off // cl + 1,
                      backing_type=1 if i == 1 else 2,
                      backing_uuid=below_uuid or bytes(16),
@@ -75,6 +78,9 @@ for i in range(1, n + 1):
         f.truncate(data_off + (8 if i == n else 1) * cl)   # room on top
         f.seek(8192 + 8 * (i - 1))         # table entry for cluster i - 1
         f.write(struct.pack("<Q", (2 << 62) | (data_off // cl)))
+        block = 8 * (i - 1) // 4096        # its table block, in the map
+        f.seek(map_off + block // 8)
+        f.write(bytes([1 << block % 8]))
         f.seek(data_off)
         f.write(stamp(f"layer {i}", cl))
     below_uuid = uuid

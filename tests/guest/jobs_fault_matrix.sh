@@ -142,7 +142,8 @@ VSIZE=$((MIB << 20))
 SL=$((VSIZE + (1 << 20)))	# a slice: the layer, its header and table
 SLS=$((SL / 512))
 TBL=$(( (8 * NC + 4095) / 4096 * 4096 ))
-DATA_SECT=$(( (8192 + TBL + CL - 1) / CL * CL / 512 ))
+MAPOFF=$((8192 + TBL))	# the table map: one block, one bit per table block
+DATA_SECT=$(( (MAPOFF + 4096 + CL - 1) / CL * CL / 512 ))
 DEV=fm
 TYPES="stream commit active full shallow raw"
 
@@ -230,12 +231,18 @@ mkdir saved && cp --sparse=always disk model model.state saved/ ||
 # The layers' cluster tables, from the saved image: TAB_<layer>[v] is
 # the entry's type (0 ABSENT, 1 ZERO, 2 MAPPED) * 2^48 + host cluster.
 # shellcheck disable=SC2034	# tab: a nameref to the caller's array
+# A table block the map does not mark is ABSENT whatever it holds.
 read_table() {
 	local -n tab=$1
-	local w e i=0
+	local w e i=0 m=() b
 	tab=()
+	for b in $(od -A n -v -t u1 -j $(($2 * SL + MAPOFF)) -N $(( (TBL / 4096 + 7) / 8 )) saved/disk); do
+		m+=("$b")
+	done
 	for w in $(od -A n -v -t x8 -j $(($2 * SL + 8192)) -N $((8 * NC)) saved/disk); do
 		e=$((16#$w))
+		b=$((i / 512))
+		(( (m[b / 8] >> (b % 8)) & 1 )) || e=0
 		tab[i++]=$(( ((e >> 62) & 3) << 48 | (e & 0xffffffffffff) ))
 	done
 	[ $i = $NC ]

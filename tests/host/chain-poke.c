@@ -10,7 +10,8 @@
  *        fields: magic version incompat flags cluster_size virtual_size
  *        table_size data_offset data_end generation backing_type hint
  *        backing_uuid (value: @<layer> copies that layer's UUID)
- *   chain-poke <layer> entry <cluster> <hex>  write a raw table entry
+ *   chain-poke <layer> entry <cluster> <hex>  write a raw table entry (and
+ *                                             mark its block in the map)
  *   chain-poke <layer> alloc <cluster>        append a data cluster, map it
  */
 #include <errno.h>
@@ -138,13 +139,21 @@ static void cmd_set(const char *path, int argc, char **argv)
 	close(fd);
 }
 
+/* Write an entry and mark its table block in the table map. */
 static void write_entry(int fd, const struct dm_chain_layer_info *info,
 			uint64_t vc, uint64_t e)
 {
+	uint64_t block = vc / DM_CHAIN_ENTRIES_PER_BLOCK;
 	__le64 le = cpu_to_le64(e);
+	__u8 byte = 0;
 
 	if (pwrite(fd, &le, 8, info->table_offset + vc * 8) != 8)
 		die("write entry");
+	if (pread(fd, &byte, 1, info->map_offset + block / 8) < 0)
+		die("read map");
+	byte |= 1u << (block % 8);
+	if (pwrite(fd, &byte, 1, info->map_offset + block / 8) != 1)
+		die("write map");
 }
 
 /* Append a cluster stamped with its virtual number, map it, bump data_end. */

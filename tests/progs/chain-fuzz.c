@@ -80,7 +80,8 @@ static const struct field fields[] = {
 	{ "virtual_size", 64, 8 }, { "table_offset", 72, 8 },
 	{ "table_size", 80, 8 }, { "data_offset", 88, 8 },
 	{ "data_end", 96, 8 }, { "backing_type", 104, 4 },
-	{ "hint_len", 108, 4 },
+	{ "hint_len", 108, 4 }, { "map_offset", 1408, 8 },
+	{ "map_size", 1416, 8 },
 };
 
 struct img {
@@ -625,6 +626,16 @@ static void mut_slots(struct run *r, struct img *im)
 	}
 }
 
+/* Set table block b's bit in the table map, if the map holds it. */
+static void mark_block(struct img *im, uint64_t b)
+{
+	uint64_t moff = hdr(im, "map_offset");
+
+	if (moff < im->len && b / 8 < im->len - moff &&
+	    b / 8 < hdr(im, "map_size"))
+		im->buf[moff + b / 8] |= 1u << (b % 8);
+}
+
 static void mut_table(struct run *r, struct img *im)
 {
 	uint64_t cs = hdr(im, "cluster_size"), toff = hdr(im, "table_offset");
@@ -672,7 +683,13 @@ static void mut_table(struct run *r, struct img *im)
 			break;
 		}
 		put_le(im->buf + toff + 8 * i, 8, e);
+		/* Marked in the table map (else never read), mostly. */
+		if (rng_below(&r->rng, 4))
+			mark_block(im, i / 512);
 	}
+	/* Now and then a map bit anywhere, past the table too. */
+	if (!rng_below(&r->rng, 4))
+		mark_block(im, rng_below(&r->rng, 8 * 4096));
 }
 
 /* A job record of any type, fields at boundaries, in the active layer. */
