@@ -517,8 +517,9 @@ static void compact_index(struct dm_chain_metadata *cmd)
 
 /*
  * Turn the active layer's map of used host clusters into the free map:
- * every cluster of the data area below data_end that no entry maps.  The
- * map covers data_end and some room above it, not the whole device.
+ * every cluster of the data area below data_end that no entry maps (used
+ * is NULL when no entry maps any).  The map covers data_end and some room
+ * above it, not the whole device.
  */
 static int set_free_map(struct dm_chain_metadata *cmd, const unsigned long *used)
 {
@@ -529,7 +530,10 @@ static int set_free_map(struct dm_chain_metadata *cmd, const unsigned long *used
 	map = kvcalloc(BITS_TO_LONGS(bits), sizeof(long), GFP_KERNEL);
 	if (!map)
 		return -ENOMEM;
-	bitmap_complement(map, used, cmd->data_end);
+	if (used)
+		bitmap_complement(map, used, cmd->data_end);
+	else
+		bitmap_fill(map, cmd->data_end);
 	/* complement works on whole words: clear what lies past data_end */
 	bitmap_clear(map, cmd->data_end, BITS_TO_LONGS(bits) * BITS_PER_LONG -
 		     cmd->data_end);
@@ -600,15 +604,19 @@ static int load_layer_table(struct dm_chain_metadata *cmd, unsigned int l,
 	map = read_table_map(cmd, l, err, err_len);
 	if (IS_ERR(map))
 		return PTR_ERR(map);
-	used = kvcalloc(BITS_TO_LONGS(info->dev_clusters), sizeof(long),
-			GFP_KERNEL);
-	if (!used) {
-		kvfree(map);
-		snprintf(err, err_len, "Layer %u: cannot allocate the table check bitmap", l);
-		return -ENOMEM;
+	/* The check bitmap covers the device: only when there is a table. */
+	b = find_next_bit_le(map, blocks, 0);
+	used = NULL;
+	if (b < blocks) {
+		used = kvcalloc(BITS_TO_LONGS(info->dev_clusters), sizeof(long),
+				GFP_KERNEL);
+		if (!used) {
+			kvfree(map);
+			snprintf(err, err_len, "Layer %u: cannot allocate the table check bitmap", l);
+			return -ENOMEM;
+		}
 	}
-	for (b = find_next_bit_le(map, blocks, 0); b < blocks;
-	     b = find_next_bit_le(map, blocks, end)) {
+	for (; b < blocks; b = find_next_bit_le(map, blocks, end)) {
 		u64 first = b * DM_CHAIN_ENTRIES_PER_BLOCK, count;
 
 		end = min(find_next_zero_bit_le(map, blocks, b),
