@@ -19,12 +19,15 @@
  * per TiB of virtual size).  A slot is zero when the whole leaf shows the
  * background (the raw base, or nothing), an extent when the whole leaf shows
  * one layer's ZERO or one layer's consecutive host clusters (what a copy or
- * a pull leaves), and otherwise points to a leaf of one entry per cluster.
- * A leaf changes in place; a slot becomes a leaf only in process context
- * (dm_chain_prepare(), before anything that may publish a mapping there),
- * so publishing never allocates.  The active layer's dirty table blocks are
- * marked in the leaf that holds them.  The free map covers the data area up
- * to data_end only.
+ * a pull leaves), and otherwise points to a leaf: sparse (sorted pairs of
+ * offset and entry, the background elsewhere), made dense (one entry per
+ * cluster) when a new pair would need a copy and the leaf would hold half
+ * its span.  An entry changes in
+ * place; a leaf is made, or a sparse one gains a pair, only in process
+ * context (dm_chain_prepare(), before anything that may publish a mapping
+ * there), so publishing never allocates.  The active layer's dirty table
+ * blocks are marked in the leaf that holds them.  The free map covers the
+ * data area up to data_end only.
  *
  * Crash argument.  A change to the active layer is recorded in the index
  * (a mapping only after the data it points to was written) and marks its
@@ -335,6 +338,44 @@ static int check_layers(struct dm_chain_metadata *cmd, char *err,
 
 /* ---- The index ---- */
 
+/*
+ * A leaf: how it shows its span of clusters, then two bitmaps with one
+ * bit per table block: dirty (changed since the last commit) and marked
+ * (set in the table map on disk), in separate words, both changed under
+ * cmd->lock.
+ *
+ * Dense (nr == LEAF_DENSE): dense[] holds an entry for every cluster of
+ * the span (16 KiB at 64 KiB clusters: a power of two, so its pages are
+ * all used).  Entries change in place.
+ *
+ * Sparse: nr pairs, room for cap, each an offset in the leaf and an entry
+ * packed in one u64 (make_pair()), sorted by offset: the clusters the leaf
+ * may show other than the background; every other cluster shows the
+ * background.  An entry changes in place.  dm_chain_prepare() adds a pair
+ * in place when its offset is the highest and there is room (a reader
+ * sees nr grow only once the pair is written), otherwise in a copy that
+ * takes the leaf's place in the directory, the old leaf freed after an
+ * RCU grace period: lookups run under rcu_read_lock().  A leaf whose copy
+ * would hold half its span in pairs is made dense instead: a pair costs 8
+ * bytes and at most as much again in room, a dense entry 8 bytes for every
+ * cluster.  (Appends into the room a copy was given may take a sparse
+ * leaf past half its span: it then costs about what a dense one would.)
+ */
+struct chain_leaf {
+	struct rcu_head rcu;
+	u64 *dense;
+	u32 nr;
+	u32 cap;
+	u64 pairs[];
+};
+
+#define LEAF_DENSE		U32_MAX
+/* A pair: bits 63..48 the offset, 47..40 layer, 39..38 kind, 37..0 host. */
+#define PAIR_OFF_SHIFT		48
+#define PAIR_LAYER_SHIFT	40
+#define PAIR_KIND_SHIFT		38
+#define PAIR_HOST_MASK		(BIT_ULL(PAIR_KIND_SHIFT) - 1)
+
 static u64 leaf_span(struct dm_chain_metadata *cmd)
 {
 	return 1ULL << cmd->leaf_shift;
@@ -345,31 +386,85 @@ static unsigned int leaf_bitmap_longs(struct dm_chain_metadata *cmd)
 	return BITS_TO_LONGS(leaf_span(cmd) >> LEAF_MIN_SHIFT);
 }
 
-/*
- * A leaf: leaf_span() entries, then two bitmaps with one bit per table
- * block: dirty (changed since the last commit; cmd->lock) and marked (set
- * in the table map on disk; commit_lock).  They are kept in separate
- * words so that neither lock's non-atomic updates touch the other's.
- */
-static size_t leaf_bytes(struct dm_chain_metadata *cmd)
+static bool leaf_dense(const struct chain_leaf *leaf)
 {
-	return leaf_span(cmd) * sizeof(u64) +
-	       2 * leaf_bitmap_longs(cmd) * sizeof(long);
+	return leaf->nr == LEAF_DENSE;
 }
 
-static unsigned long *leaf_dirty(struct dm_chain_metadata *cmd, u64 *leaf)
+static unsigned long *leaf_dirty(struct dm_chain_metadata *cmd,
+				 struct chain_leaf *leaf)
 {
-	return (unsigned long *)(leaf + leaf_span(cmd));
+	return (unsigned long *)(leaf->pairs + leaf->cap);
 }
 
-static unsigned long *leaf_marked(struct dm_chain_metadata *cmd, u64 *leaf)
+static unsigned long *leaf_marked(struct dm_chain_metadata *cmd,
+				  struct chain_leaf *leaf)
 {
 	return leaf_dirty(cmd, leaf) + leaf_bitmap_longs(cmd);
 }
 
-static u64 *slot_leaf(u64 slot)
+static struct chain_leaf *slot_leaf(u64 slot)
 {
-	return slot && !(slot & EXTENT_TAG) ? (u64 *)(uintptr_t)slot : NULL;
+	return slot && !(slot & EXTENT_TAG) ?
+	       (struct chain_leaf *)(uintptr_t)slot : NULL;
+}
+
+/* Host clusters are below FREE_MAP_MAX_BITS, offsets below the span. */
+static u64 make_pair(u64 off, u64 e)
+{
+	return (off << PAIR_OFF_SHIFT) |
+	       ((u64)chain_entry_layer(e) << PAIR_LAYER_SHIFT) |
+	       ((u64)chain_entry_kind(e) << PAIR_KIND_SHIFT) |
+	       chain_entry_host(e);
+}
+
+static u64 pair_off(u64 p)
+{
+	return p >> PAIR_OFF_SHIFT;
+}
+
+static u64 pair_entry(u64 p)
+{
+	return chain_entry((p >> PAIR_LAYER_SHIFT) & 0xff,
+			   (p >> PAIR_KIND_SHIFT) & 3, p & PAIR_HOST_MASK);
+}
+
+/* The index of the first of nr pairs at or past off. */
+static u32 pair_find(const struct chain_leaf *leaf, u32 nr, u64 off)
+{
+	u32 lo = 0, hi = nr, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (pair_off(READ_ONCE(leaf->pairs[mid])) < off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* The pair for off among the first nr of a sparse leaf, or NULL. */
+static u64 *pair_at(struct chain_leaf *leaf, u32 nr, u64 off)
+{
+	u32 i = pair_find(leaf, nr, off);
+
+	return i < nr && pair_off(READ_ONCE(leaf->pairs[i])) == off ?
+	       &leaf->pairs[i] : NULL;
+}
+
+/* What leaf shows at off.  Under rcu_read_lock() or cmd->lock. */
+static u64 leaf_entry(struct dm_chain_metadata *cmd, struct chain_leaf *leaf,
+		      u64 off)
+{
+	/* Pairs with smp_store_release() in __leaf_want(). */
+	u32 nr = smp_load_acquire(&leaf->nr);
+	u64 *p;
+
+	if (nr == LEAF_DENSE)
+		return READ_ONCE(leaf->dense[off]);
+	p = pair_at(leaf, nr, off);
+	return p ? pair_entry(READ_ONCE(*p)) : cmd->background;
 }
 
 static u64 make_extent(u64 e)
@@ -397,53 +492,183 @@ static void set_leaf_shift(struct dm_chain_metadata *cmd)
 {
 	int shift = 40 - LEAF_SLOTS_SHIFT - (int)cmd->cluster_shift;
 
+	BUILD_BUG_ON(40 - LEAF_SLOTS_SHIFT - 12 > 64 - PAIR_OFF_SHIFT);
+	BUILD_BUG_ON(PAIR_HOST_MASK + 1 < FREE_MAP_MAX_BITS);
 	cmd->leaf_shift = max(shift, LEAF_MIN_SHIFT);
 	cmd->nr_slots = DIV_ROUND_UP_ULL(cmd->nr_clusters, leaf_span(cmd));
 }
 
-/* A leaf showing what slot shows.  May sleep. */
-static u64 *leaf_alloc(struct dm_chain_metadata *cmd, u64 slot)
+static void leaf_free(struct chain_leaf *leaf)
 {
-	u64 *leaf = kvmalloc(leaf_bytes(cmd), GFP_KERNEL);
-	u64 i;
+	if (leaf) {
+		kvfree(leaf->dense);
+		kvfree(leaf);
+	}
+}
 
+/*
+ * A sparse leaf with room for want pairs (and for as many more as its
+ * allocation holds), or a dense one (want == LEAF_DENSE) showing what
+ * slot value from shows, the background if from is a leaf.  No bit set.
+ * May sleep.
+ */
+static struct chain_leaf *leaf_alloc(struct dm_chain_metadata *cmd,
+				     u32 want, u64 from)
+{
+	size_t bits = 2 * leaf_bitmap_longs(cmd) * sizeof(long);
+	struct chain_leaf *leaf;
+	u32 cap = 0;
+	u64 j;
+
+	if (want != LEAF_DENSE)
+		cap = (kmalloc_size_roundup(struct_size(leaf, pairs, want) + bits) -
+		       bits - sizeof(*leaf)) / sizeof(u64);
+	leaf = kvmalloc(struct_size(leaf, pairs, cap) + bits, GFP_KERNEL);
 	if (!leaf)
 		return NULL;
-	for (i = 0; i < leaf_span(cmd); i++)
-		leaf[i] = slot_entry(cmd, slot, i);
-	/* Marked bits start clear: a commit that finds them set on disk is fine. */
+	leaf->dense = NULL;
+	leaf->nr = want == LEAF_DENSE ? LEAF_DENSE : 0;
+	leaf->cap = cap;
 	bitmap_zero(leaf_dirty(cmd, leaf), 2 * leaf_bitmap_longs(cmd) * BITS_PER_LONG);
+	if (want != LEAF_DENSE)
+		return leaf;
+	leaf->dense = kvmalloc_array(leaf_span(cmd), sizeof(u64), GFP_KERNEL);
+	if (!leaf->dense) {
+		kvfree(leaf);
+		return NULL;
+	}
+	if (slot_leaf(from))
+		from = 0;
+	for (j = 0; j < leaf_span(cmd); j++)
+		leaf->dense[j] = slot_entry(cmd, from, j);
 	return leaf;
 }
 
 /*
- * Make the slot of vcluster a leaf, so that its entries can change in
- * place.  The leaf shows what the slot showed: readers see no change.
- * Process context, may sleep; allocates as GFP_NOIO.
+ * Where leaf keeps the entry at off: its dense entry or its pair; NULL
+ * if it has no pair for off.  Caller holds cmd->lock.
+ */
+static u64 *__leaf_find(struct chain_leaf *leaf, u64 off)
+{
+	return leaf_dense(leaf) ? &leaf->dense[off] :
+	       pair_at(leaf, leaf->nr, off);
+}
+
+/*
+ * 0 if the entry at off of the leaf slot shows can change in place now:
+ * the leaf is dense or has off's pair, or the pair was just added at the
+ * end.  Else what leaf_alloc() must make.  Caller holds cmd->lock.
+ */
+static u32 __leaf_want(struct dm_chain_metadata *cmd, u64 slot, u64 off)
+{
+	struct chain_leaf *leaf = slot_leaf(slot);
+	u32 nr;
+
+	if (!slot)
+		return 1;
+	if (!leaf)
+		return LEAF_DENSE;	/* an extent */
+	if (__leaf_find(leaf, off))
+		return 0;
+	nr = leaf->nr;
+	if (nr < leaf->cap && (!nr || pair_off(leaf->pairs[nr - 1]) < off)) {
+		leaf->pairs[nr] = make_pair(off, cmd->background);
+		/* Pairs with smp_load_acquire() in leaf_entry(). */
+		smp_store_release(&leaf->nr, nr + 1);
+		return 0;
+	}
+	return nr + 1 >= leaf_span(cmd) / 2 ? LEAF_DENSE : nr + 1;
+}
+
+/*
+ * Put new, made by leaf_alloc(cmd, want, from), in directory slot i,
+ * which holds slot, showing what slot shows, with a pair for off if
+ * sparse.  False if new does not fit what slot is now.  Readers see no
+ * change.  Caller holds cmd->lock.
+ */
+static bool __leaf_publish(struct dm_chain_metadata *cmd, u64 i, u64 slot,
+			   struct chain_leaf *new, u64 from, u32 want, u64 off)
+{
+	struct chain_leaf *old = slot_leaf(slot);
+	u32 j, k;
+
+	if (want == LEAF_DENSE) {
+		/* Filled from an extent, or with the background. */
+		if (!leaf_dense(new) ||
+		    (old ? 0 : slot) != (slot_leaf(from) ? 0 : from))
+			return false;
+		for (k = 0; old && k < old->nr; k++)
+			new->dense[pair_off(old->pairs[k])] =
+				pair_entry(old->pairs[k]);
+	} else {
+		if (leaf_dense(new) || new->cap < want)
+			return false;
+		j = old ? pair_find(old, old->nr, off) : 0;
+		if (old) {
+			memcpy(new->pairs, old->pairs, j * sizeof(u64));
+			memcpy(new->pairs + j + 1, old->pairs + j,
+			       (old->nr - j) * sizeof(u64));
+		}
+		new->pairs[j] = make_pair(off, cmd->background);
+		new->nr = old ? old->nr + 1 : 1;
+	}
+	if (old)
+		bitmap_copy(leaf_dirty(cmd, new), leaf_dirty(cmd, old),
+			    2 * leaf_bitmap_longs(cmd) * BITS_PER_LONG);
+	/* Pairs with the address dependency in dm_chain_lookup(). */
+	smp_store_release(&cmd->dir[i], (u64)(uintptr_t)new);
+	return true;
+}
+
+/*
+ * Let vcluster's entry change in place: make its slot a leaf, and give a
+ * sparse leaf a pair for it, showing what it shows now.  Readers see no
+ * change.  Process context, may sleep; allocates as GFP_NOIO.
  */
 int dm_chain_prepare(struct dm_chain_metadata *cmd, u64 vcluster)
 {
-	u64 i = vcluster >> cmd->leaf_shift, slot, *leaf;
+	u64 i = vcluster >> cmd->leaf_shift, off = vcluster & (leaf_span(cmd) - 1);
+	struct chain_leaf *leaf, *new = NULL;
+	u64 slot, from = 0;
 	unsigned int noio;
+	bool done;
+	u32 want;
 
 	might_sleep();
-	slot = READ_ONCE(cmd->dir[i]);
-	if (slot_leaf(slot))
-		return 0;
-	noio = memalloc_noio_save();
-	leaf = leaf_alloc(cmd, slot);
-	memalloc_noio_restore(noio);
-	if (!leaf)
-		return -ENOMEM;
-	spin_lock_irq(&cmd->lock);
-	/* A slot that is not a leaf changes only here. */
-	if (cmd->dir[i] == slot) {
-		/* Pairs with the address dependency in dm_chain_lookup(). */
-		smp_store_release(&cmd->dir[i], (u64)(uintptr_t)leaf);
-		leaf = NULL;
+	/* Pairs are never removed and dense leaves never replaced. */
+	rcu_read_lock();
+	leaf = slot_leaf(READ_ONCE(cmd->dir[i]));
+	done = leaf && leaf_dense(leaf);
+	if (leaf && !done) {
+		/* Pairs with smp_store_release() in __leaf_want(). */
+		want = smp_load_acquire(&leaf->nr);
+		done = pair_at(leaf, want, off);
 	}
-	spin_unlock_irq(&cmd->lock);
-	kvfree(leaf);
+	rcu_read_unlock();
+	if (done)
+		return 0;
+	for (;;) {
+		spin_lock_irq(&cmd->lock);
+		slot = cmd->dir[i];
+		want = __leaf_want(cmd, slot, off);
+		done = !want ||
+		       (new && __leaf_publish(cmd, i, slot, new, from, want, off));
+		spin_unlock_irq(&cmd->lock);
+		if (done)
+			break;
+		leaf_free(new);
+		from = slot;
+		noio = memalloc_noio_save();
+		new = leaf_alloc(cmd, want, from);
+		memalloc_noio_restore(noio);
+		if (!new)
+			return -ENOMEM;
+	}
+	if (!want)
+		leaf_free(new);
+	else if (slot_leaf(slot))
+		/* Only a sparse leaf is replaced; lookups may still read it. */
+		kvfree_rcu(slot_leaf(slot), rcu);
 	return 0;
 }
 
@@ -453,65 +678,135 @@ static void clear_index(struct dm_chain_metadata *cmd)
 	u64 i;
 
 	for (i = 0; i < cmd->nr_slots; i++) {
-		kvfree(slot_leaf(cmd->dir[i]));
+		leaf_free(slot_leaf(cmd->dir[i]));
 		cmd->dir[i] = 0;
 	}
 }
 
-/*
- * Fold count entries of layer l from cluster first into the index, at
- * open: the leaves they fall in are allocated as needed.
- */
-static int fold_entries(struct dm_chain_metadata *cmd, unsigned int l,
-			const __le64 *entries, u64 first, u64 count)
+/* A table entry of layer l as an index entry, or 0 if the layer lacks it. */
+static u64 held_entry(unsigned int l, __le64 disk)
 {
-	u64 i, mask = leaf_span(cmd) - 1;
+	u64 e = le64_to_cpu(disk);
 
-	for (i = 0; i < count && first + i < cmd->nr_clusters; i++) {
-		u64 vc = first + i, e = le64_to_cpu(entries[i]), *leaf;
-		u64 *slot = &cmd->dir[vc >> cmd->leaf_shift];
+	switch (dm_chain_entry_type(e)) {
+	case DM_CHAIN_ENTRY_MAPPED:
+		return chain_entry(l, CHAIN_MAPPED, dm_chain_entry_cluster(e));
+	case DM_CHAIN_ENTRY_ZERO:
+		return chain_entry(l, CHAIN_ZERO, 0);
+	default:
+		return 0;
+	}
+}
 
-		if (dm_chain_entry_type(e) != DM_CHAIN_ENTRY_MAPPED &&
-		    dm_chain_entry_type(e) != DM_CHAIN_ENTRY_ZERO)
-			continue;
-		leaf = slot_leaf(*slot);
-		if (!leaf) {
-			leaf = leaf_alloc(cmd, *slot);
-			if (!leaf)
-				return -ENOMEM;
-			*slot = (u64)(uintptr_t)leaf;
+/*
+ * Fold n entries of layer l from cluster vc on, all in one leaf, into the
+ * index at open: the leaf is made again with the union of what it held
+ * and what layer l holds there, the new entries winning.  Linear in both.
+ */
+static int fold_leaf(struct dm_chain_metadata *cmd, unsigned int l,
+		     const __le64 *entries, u64 vc, u64 n)
+{
+	u64 *slot = &cmd->dir[vc >> cmd->leaf_shift], base = vc & (leaf_span(cmd) - 1);
+	struct chain_leaf *old = slot_leaf(*slot), *leaf = old;
+	u32 nr = old ? old->nr : 0, keys = 0, i = 0, k = 0;
+	u64 j, e;
+
+	if (!old || !leaf_dense(old)) {
+		/* Count the union of the pairs and the entries held. */
+		for (j = 0; j < n; j++) {
+			if (!held_entry(l, entries[j]))
+				continue;
+			for (; i < nr && pair_off(old->pairs[i]) < base + j; i++)
+				keys++;
+			if (i < nr && pair_off(old->pairs[i]) == base + j)
+				i++;
+			keys++;
+		}
+		if (keys == 0)
+			return 0;
+		keys += nr - i;
+		leaf = leaf_alloc(cmd, keys >= leaf_span(cmd) / 2 ? LEAF_DENSE : keys, 0);
+		if (!leaf)
+			return -ENOMEM;
+		if (!leaf_dense(leaf)) {
+			/* Merge: old pairs and new entries, both sorted. */
+			for (i = 0, j = 0; i < nr || j < n;) {
+				e = j < n ? held_entry(l, entries[j]) : 0;
+				if (j < n && !e) {
+					j++;
+				} else if (i < nr && (j >= n ||
+					   pair_off(old->pairs[i]) < base + j)) {
+					leaf->pairs[k++] = old->pairs[i++];
+				} else {
+					if (i < nr && pair_off(old->pairs[i]) == base + j)
+						i++;
+					leaf->pairs[k++] = make_pair(base + j++, e);
+				}
 			}
-		if (dm_chain_entry_type(e) == DM_CHAIN_ENTRY_MAPPED)
-			leaf[vc & mask] = chain_entry(l, CHAIN_MAPPED,
-						      dm_chain_entry_cluster(e));
-		else
-			leaf[vc & mask] = chain_entry(l, CHAIN_ZERO, 0);
+			leaf->nr = k;
+		} else {
+			for (i = 0; i < nr; i++)
+				leaf->dense[pair_off(old->pairs[i])] =
+					pair_entry(old->pairs[i]);
+		}
+		leaf_free(old);
+		*slot = (u64)(uintptr_t)leaf;
+		if (!leaf_dense(leaf))
+			return 0;
+	}
+	for (j = 0; j < n; j++) {
+		e = held_entry(l, entries[j]);
+		if (e)
+			leaf->dense[base + j] = e;
 	}
 	return 0;
 }
 
 /*
- * After open: a leaf that shows the background everywhere, or one
+ * Fold count entries of layer l from cluster first into the index, at
+ * open, leaf by leaf.
+ */
+static int fold_entries(struct dm_chain_metadata *cmd, unsigned int l,
+			const __le64 *entries, u64 first, u64 count)
+{
+	u64 end = min(first + count, cmd->nr_clusters), vc, stop;
+	int r;
+
+	for (vc = first; vc < end; vc = stop) {
+		stop = min(dm_chain_leaf_end(cmd, vc), end);
+		r = fold_leaf(cmd, l, entries + (vc - first), vc, stop - vc);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/*
+ * After open: a dense leaf that shows the background everywhere, or one
  * layer's ZERO, or one layer's consecutive host clusters, becomes a slot
- * value again.  Entries past the last cluster are not looked at.
+ * value again.  Entries past the last cluster are not looked at.  A
+ * sparse leaf is left as it is (the background fills most of it; in a
+ * short last leaf it may be an extent, and costs a leaf).
  */
 static void compact_index(struct dm_chain_metadata *cmd)
 {
-	u64 i, j, n, *leaf, slot;
+	struct chain_leaf *leaf;
+	u64 i, j, n, slot;
 
 	for (i = 0; i < cmd->nr_slots; i++) {
 		leaf = slot_leaf(cmd->dir[i]);
-		if (!leaf)
+		if (!leaf || !leaf_dense(leaf))
 			continue;
 		n = min(leaf_span(cmd), cmd->nr_clusters - (i << cmd->leaf_shift));
-		slot = leaf[0] == cmd->background ? 0 : make_extent(leaf[0]);
+		slot = leaf->dense[0] == cmd->background ? 0 :
+		       make_extent(leaf->dense[0]);
 		for (j = 0; j < n; j++)
-			if (leaf[j] != slot_entry(cmd, slot, j))
+			if (leaf->dense[j] != slot_entry(cmd, slot, j))
 				break;
 		if (j < n)
 			continue;
 		cmd->dir[i] = slot;
-		kvfree(leaf);
+		leaf_free(leaf);
 	}
 }
 
@@ -612,7 +907,8 @@ static int load_layer_table(struct dm_chain_metadata *cmd, unsigned int l,
 				GFP_KERNEL);
 		if (!used) {
 			kvfree(map);
-			snprintf(err, err_len, "Layer %u: cannot allocate the table check bitmap", l);
+			snprintf(err, err_len,
+				 "Layer %u: cannot allocate the table check bitmap", l);
 			return -ENOMEM;
 		}
 	}
@@ -665,7 +961,8 @@ static void mark_leaves(struct dm_chain_metadata *cmd)
 {
 	u64 blocks = dm_chain_table_blocks(&cmd->layers[cmd->top].info);
 	unsigned int per_leaf = leaf_span(cmd) >> LEAF_MIN_SHIFT, j;
-	u64 i, *leaf;
+	struct chain_leaf *leaf;
+	u64 i;
 
 	for (i = 0; i < cmd->nr_slots; i++) {
 		leaf = slot_leaf(cmd->dir[i]);
@@ -848,8 +1145,9 @@ int dm_chain_metadata_refresh(struct dm_chain_metadata *cmd)
 	mutex_lock(&cmd->commit_lock);
 	if (!dm_chain_dirty(cmd))
 		r = reload_if_changed(cmd);
-	clusters = bdev_nr_bytes(cmd->layers[cmd->top].bdev) >>
-		   cmd->cluster_shift;
+	/* A grown device is used up to what open would accept. */
+	clusters = min_t(u64, bdev_nr_bytes(cmd->layers[cmd->top].bdev) >>
+		       cmd->cluster_shift, FREE_MAP_MAX_BITS);
 	spin_lock_irq(&cmd->lock);
 	if (!r && clusters >= cmd->data_end)
 		cmd->dev_clusters = clusters;
@@ -860,15 +1158,21 @@ int dm_chain_metadata_refresh(struct dm_chain_metadata *cmd)
 
 u64 dm_chain_lookup(struct dm_chain_metadata *cmd, u64 vcluster)
 {
-	u64 slot = READ_ONCE(cmd->dir[vcluster >> cmd->leaf_shift]);
-	u64 off = vcluster & (leaf_span(cmd) - 1), *leaf = slot_leaf(slot);
+	u64 off = vcluster & (leaf_span(cmd) - 1), slot, e;
+	struct chain_leaf *leaf;
 
 	/*
 	 * A leaf is published filled (smp_store_release() in
-	 * dm_chain_prepare()) and its entries change by WRITE_ONCE() in
-	 * __set_entry(); the entry read depends on the slot read.
+	 * __leaf_publish()) and its entries change by WRITE_ONCE() in
+	 * __set_entry(); what is read depends on the slot read.  A sparse
+	 * leaf replaced meanwhile is freed only after this section.
 	 */
-	return leaf ? READ_ONCE(leaf[off]) : slot_entry(cmd, slot, off);
+	rcu_read_lock();
+	slot = READ_ONCE(cmd->dir[vcluster >> cmd->leaf_shift]);
+	leaf = slot_leaf(slot);
+	e = leaf ? leaf_entry(cmd, leaf, off) : slot_entry(cmd, slot, off);
+	rcu_read_unlock();
+	return e;
 }
 
 u64 dm_chain_background(struct dm_chain_metadata *cmd)
@@ -1006,20 +1310,28 @@ void dm_chain_release_cluster(struct dm_chain_metadata *cmd, u64 host)
 
 /*
  * Caller holds cmd->lock and called dm_chain_prepare() for vcluster: its
- * slot is a leaf.  If it is not, the change cannot be recorded without an
- * allocation here: the metadata fails rather than lose it.
+ * slot is a leaf, with a pair for it if sparse.  If not, the change cannot
+ * be recorded without an allocation here: the metadata fails rather than
+ * lose it.
  */
 static u64 __set_entry(struct dm_chain_metadata *cmd, u64 vcluster, u64 e)
 {
-	u64 off = vcluster & (leaf_span(cmd) - 1), old;
-	u64 *leaf = slot_leaf(cmd->dir[vcluster >> cmd->leaf_shift]);
+	u64 off = vcluster & (leaf_span(cmd) - 1), old, *where = NULL;
+	struct chain_leaf *leaf = slot_leaf(cmd->dir[vcluster >> cmd->leaf_shift]);
 
-	if (WARN_ON_ONCE(!leaf)) {
+	if (leaf)
+		where = __leaf_find(leaf, off);
+	if (WARN_ON_ONCE(!where)) {
 		cmd->mode = CHAIN_MODE_FAIL;
 		return 0;
 	}
-	old = leaf[off];
-	WRITE_ONCE(leaf[off], e);
+	if (leaf_dense(leaf)) {
+		old = *where;
+		WRITE_ONCE(*where, e);
+	} else {
+		old = pair_entry(*where);
+		WRITE_ONCE(*where, make_pair(off, e));
+	}
 	__set_bit(off >> LEAF_MIN_SHIFT, leaf_dirty(cmd, leaf));
 	cmd->change_seq++;
 	if (chain_entry_kind(old) == CHAIN_MAPPED &&
@@ -1079,9 +1391,10 @@ static __le64 active_entry(struct dm_chain_metadata *cmd, u64 e)
 static void fill_block(struct dm_chain_metadata *cmd, u64 block, __le64 *out)
 {
 	u64 first = block * DM_CHAIN_ENTRIES_PER_BLOCK, i;
-	u64 *leaf = slot_leaf(cmd->dir[first >> cmd->leaf_shift]);
+	struct chain_leaf *leaf;
 
 	spin_lock_irq(&cmd->lock);
+	leaf = slot_leaf(cmd->dir[first >> cmd->leaf_shift]);
 	__clear_bit((first & (leaf_span(cmd) - 1)) >> LEAF_MIN_SHIFT,
 		    leaf_dirty(cmd, leaf));
 	for (i = 0; i < DM_CHAIN_ENTRIES_PER_BLOCK; i++)
@@ -1090,35 +1403,73 @@ static void fill_block(struct dm_chain_metadata *cmd, u64 block, __le64 *out)
 	spin_unlock_irq(&cmd->lock);
 }
 
-static bool block_dirty(struct dm_chain_metadata *cmd, u64 block)
+/*
+ * The leaf holding table block b, if any, and b's bit in it.  Under
+ * rcu_read_lock() or cmd->lock: dm_chain_prepare() may replace a sparse
+ * leaf (copying its bits) at any time, so the slot is read each time.
+ */
+static struct chain_leaf *block_leaf(struct dm_chain_metadata *cmd, u64 b,
+				     unsigned int *bit)
 {
-	u64 first = block * DM_CHAIN_ENTRIES_PER_BLOCK, *leaf;
+	u64 first = b * DM_CHAIN_ENTRIES_PER_BLOCK;
 
+	*bit = (first & (leaf_span(cmd) - 1)) >> LEAF_MIN_SHIFT;
 	/* The last leaf may reach past the table, never the reverse. */
 	if (first >> cmd->leaf_shift >= cmd->nr_slots)
-		return false;
-	leaf = slot_leaf(READ_ONCE(cmd->dir[first >> cmd->leaf_shift]));
-	return leaf && test_bit((first & (leaf_span(cmd) - 1)) >> LEAF_MIN_SHIFT,
-				leaf_dirty(cmd, leaf));
+		return NULL;
+	return slot_leaf(READ_ONCE(cmd->dir[first >> cmd->leaf_shift]));
+}
+
+static bool block_dirty(struct dm_chain_metadata *cmd, u64 block)
+{
+	struct chain_leaf *leaf;
+	unsigned int bit;
+	bool dirty;
+
+	rcu_read_lock();
+	leaf = block_leaf(cmd, block, &bit);
+	dirty = leaf && test_bit(bit, leaf_dirty(cmd, leaf));
+	rcu_read_unlock();
+	return dirty;
+}
+
+/*
+ * Whether table block b is marked in its leaf.  Only blocks that were
+ * dirty, so in a leaf, are asked for (nothing to mark otherwise).  Caller
+ * holds commit_lock.
+ */
+static bool block_marked(struct dm_chain_metadata *cmd, u64 b)
+{
+	struct chain_leaf *leaf;
+	unsigned int bit;
+	bool marked;
+
+	rcu_read_lock();
+	leaf = block_leaf(cmd, b, &bit);
+	marked = !leaf || test_bit(bit, leaf_marked(cmd, leaf));
+	rcu_read_unlock();
+	return marked;
 }
 
 /*
  * The first dirty table block at or after block, or nr_table_blocks.
- * Only leaves hold dirty blocks.  Caller holds commit_lock, so no leaf is
- * freed meanwhile; dm_chain_prepare() may make one, without dirty bits.
+ * Only leaves hold dirty blocks.  Caller holds commit_lock.
  */
 static u64 next_dirty_block(struct dm_chain_metadata *cmd, u64 block)
 {
 	unsigned int per_leaf_shift = cmd->leaf_shift - LEAF_MIN_SHIFT;
-	u64 per_leaf = 1ULL << per_leaf_shift, i, b, *leaf;
+	u64 per_leaf = 1ULL << per_leaf_shift, i, b = per_leaf;
+	struct chain_leaf *leaf;
 
 	for (i = block >> per_leaf_shift; i < cmd->nr_slots; i++) {
+		rcu_read_lock();
 		leaf = slot_leaf(READ_ONCE(cmd->dir[i]));
-		if (!leaf)
-			continue;
-		b = (i << per_leaf_shift) > block ? 0 : block & (per_leaf - 1);
-		b = find_next_bit(leaf_dirty(cmd, leaf), per_leaf, b);
-		if (b < per_leaf)
+		if (leaf) {
+			b = (i << per_leaf_shift) > block ? 0 : block & (per_leaf - 1);
+			b = find_next_bit(leaf_dirty(cmd, leaf), per_leaf, b);
+		}
+		rcu_read_unlock();
+		if (leaf && b < per_leaf)
 			return min((i << per_leaf_shift) + b, cmd->nr_table_blocks);
 	}
 	return cmd->nr_table_blocks;
@@ -1154,19 +1505,6 @@ static unsigned int __copy_dirty_blocks(struct dm_chain_metadata *cmd,
 	return nr;
 }
 
-/*
- * The leaf holding table block b, and b's bit in it.  Only blocks that
- * were dirty, so in a leaf, are asked for, and no leaf is freed while
- * commit_lock is held.
- */
-static u64 *block_leaf(struct dm_chain_metadata *cmd, u64 b, unsigned int *bit)
-{
-	u64 first = b * DM_CHAIN_ENTRIES_PER_BLOCK;
-
-	*bit = (first & (leaf_span(cmd) - 1)) >> LEAF_MIN_SHIFT;
-	return slot_leaf(READ_ONCE(cmd->dir[first >> cmd->leaf_shift]));
-}
-
 /* Write map block mb from map_buf. */
 static int write_map_block(struct dm_chain_metadata *cmd, u64 mb)
 {
@@ -1183,31 +1521,30 @@ static int write_map_block(struct dm_chain_metadata *cmd, u64 mb)
  * them durable before any bit that tells a reader to read them, since an
  * unmarked block may hold anything (a reused LV, a lost earlier commit).
  * Each map block is read, and written only if a bit changed.  The runs
- * are in ascending block order.  Caller holds commit_lock, so no leaf is
- * freed meanwhile.
+ * are in ascending block order.  Caller holds commit_lock, so the marked
+ * bits change only here (under cmd->lock, as dm_chain_prepare() copies
+ * them).
  */
 static int __mark_blocks(struct dm_chain_metadata *cmd, unsigned int nr)
 {
 	const struct dm_chain_layer_info *info = &cmd->layers[cmd->top].info;
-	u64 b, end, mb = U64_MAX, *leaf;
+	u64 b, end, mb = U64_MAX;
+	struct chain_leaf *leaf;
 	unsigned int i, bit;
 	bool unmarked = false, changed = false;
 	int r;
 
 	for (i = 0; i < nr && !unmarked; i++)
 		for (b = cmd->runs[i].block, end = b + cmd->runs[i].count;
-		     b < end && !unmarked; b++) {
-			leaf = block_leaf(cmd, b, &bit);
-			unmarked = !test_bit(bit, leaf_marked(cmd, leaf));
-		}
+		     b < end && !unmarked; b++)
+			unmarked = !block_marked(cmd, b);
 	if (!unmarked)
 		return 0;
 	r = flush_device(cmd, cmd->layers[cmd->top].bdev);
 	for (i = 0; i < nr && !r; i++) {
 		for (b = cmd->runs[i].block, end = b + cmd->runs[i].count;
 		     b < end && !r; b++) {
-			leaf = block_leaf(cmd, b, &bit);
-			if (test_bit(bit, leaf_marked(cmd, leaf)))
+			if (block_marked(cmd, b))
 				continue;
 			if (b / DM_CHAIN_MAP_BITS_PER_BLOCK != mb) {
 				if (changed)
@@ -1237,12 +1574,14 @@ static int __mark_blocks(struct dm_chain_metadata *cmd, unsigned int nr)
 	if (r)
 		return r;
 	/* Only now that every bit is written may a later commit skip it. */
+	spin_lock_irq(&cmd->lock);
 	for (i = 0; i < nr; i++)
 		for (b = cmd->runs[i].block, end = b + cmd->runs[i].count;
 		     b < end; b++) {
 			leaf = block_leaf(cmd, b, &bit);
 			__set_bit(bit, leaf_marked(cmd, leaf));
 		}
+	spin_unlock_irq(&cmd->lock);
 	return 0;
 }
 
@@ -1318,7 +1657,13 @@ int dm_chain_commit(struct dm_chain_metadata *cmd, bool flush)
 	int r;
 
 	mutex_lock(&cmd->commit_lock);
-	seq = READ_ONCE(cmd->change_seq);
+	/*
+	 * Under the lock every change counted in seq is in the leaves this
+	 * commit reads next (a plain change_seq++ orders nothing by itself).
+	 */
+	spin_lock_irq(&cmd->lock);
+	seq = cmd->change_seq;
+	spin_unlock_irq(&cmd->lock);
 	if (seq == cmd->committed_seq) {
 		/* Nothing to write; a FLUSH still owes the device a flush. */
 		r = flush ? flush_device(cmd, bdev) : 0;

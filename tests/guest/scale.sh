@@ -38,7 +38,7 @@ CHAINADM=$CHAIN_ROOT/userspace/chainadm
 [ -x "$CHAINADM" ] || skip_all "userspace/chainadm not built"
 CA=$CHAINADM
 
-tap_plan 18
+tap_plan 22
 chain_load_module || die "cannot load dm-chain"
 modprobe loop
 kmsg_mark
@@ -142,13 +142,14 @@ reads_within() {
 	[ "$got" -le "$bound" ]
 }
 
-# within NAME BASE DEPTH RAW VSIZE MAPPED : the chain's cost (now less
-# BASE) beyond a small chain of DEPTH layers is within the bound
+# within NAME BASE DEPTH RAW VSIZE MAPPED [LEAVES] : the chain's cost (now
+# less BASE) beyond a small chain of DEPTH layers is within the bound, with
+# LEAVES leaves (128 MiB each) holding anything (default: MAPPED / 16)
 within() {
 	local cost small bound
 	cost=$(( $(mem) - $2 ))
 	small=$(small_cost "$3" "$4")
-	bound=$(( ($5 / T) * 65536 + 16 * $6 + SLACK ))
+	bound=$(( ($5 / T) * 65536 + 16 * $6 + 96 * ${7:-$(( ($6 + 15) / 16 ))} + SLACK ))
 	echo "# $1: the chain costs $((cost >> 10)) KiB, a 1 GiB one of $3 layers $((small >> 10)) KiB: $(( (cost - small) >> 10 )) KiB more, bound $((bound >> 10)) KiB"
 	[ $((cost - small)) -le "$bound" ]
 }
@@ -242,5 +243,66 @@ tap_check "the copy alone is assembled again: the model" same /dev/mapper/big
 tap_check "kernel memory of the copy, 69 mapped clusters, within the bound" \
 	within copy "$m0" 1 chain $V 69
 "$CA" remove big
+
+# Scattered clusters: one 4 KiB block in every other leaf (128 MiB), 4096
+# of them at 1 TiB.  A dense leaf each cost 32 KiB (16 KiB of entries and
+# its bitmaps, rounded up to pages), 128 MiB in all; a sparse one holds one
+# pair, 64 bytes.
+NSCAT=$((V >> 28))
+"$CA" format -q -s $V q.img
+# The pages the writes will fill (table blocks, map, data area) are
+# allocated in the tmpfs file first: their page cache nodes are not the
+# chain's memory, but would count in Slab.
+python3 - q.img $V $CL "$NSCAT" "$("$CA" info --json q.img | jq '."layer-size"')" <<'PY' ||
+import os, sys
+f, v, cl, n, size = sys.argv[1], *map(int, sys.argv[2:])
+fd = os.open(f, os.O_RDWR)
+table = v // cl * 8
+for i in range(n):
+    c = ((2 * i << 27) + (i * 7919 % 2048) * 65536) // cl
+    os.posix_fallocate(fd, 8192 + c * 8 // 4096 * 4096, 4096)
+os.posix_fallocate(fd, 8192 + table, size - v - 8192 - table)
+os.posix_fallocate(fd, size - v, n * cl)
+PY
+	die "cannot allocate q.img's pages"
+m0=$(mem)
+"$CA" create scat "$work/q.img" > /dev/null || die "cannot create the scattered chain"
+on_exit "$CA" remove scat
+scat() {
+	python3 - /dev/mapper/scat "$NSCAT" "$1" <<'PY'
+import mmap, os, sys
+dev, n, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+fd = os.open(dev, (os.O_WRONLY if mode == "write" else os.O_RDONLY) | os.O_DIRECT)
+buf = mmap.mmap(-1, 4096)
+bad = 0
+for i in range(n):
+    off = (2 * i << 27) + (i * 7919 % 2048) * 65536 + (i % 16) * 4096
+    want = (b"S" + i.to_bytes(7, "little")) * 512
+    if mode == "write":
+        buf[:] = want
+        os.pwritev(fd, [buf], off)
+    else:
+        os.preadv(fd, [buf], off)
+        bad += bytes(buf) != want
+        if i % 61 == 0:
+            os.preadv(fd, [buf], off + 4096 if i % 16 < 15 else off - 4096)
+            bad += bytes(buf) != bytes(4096)
+print("# %d blocks %s, %d wrong" % (n, mode, bad))
+sys.exit(bad != 0)
+PY
+}
+scat write > /dev/null
+tap_check "$NSCAT clusters scattered one to a leaf read back, their neighbours zeros" \
+	scat read
+tap_check "kernel memory with $NSCAT scattered clusters, one to a leaf, within the bound" \
+	within scattered "$m0" 1 chain $V "$NSCAT" "$NSCAT"
+"$CA" remove scat
+m0=$(mem)
+"$CA" create scat "$work/q.img" > /dev/null || die "cannot assemble the scattered chain"
+tap_check "assembled again: the scattered clusters read back" scat read
+tap_check "kernel memory of the scattered chain assembled again within the bound" \
+	within scattered-open "$m0" 1 chain $V "$NSCAT" "$NSCAT"
+"$CA" remove scat
+rm -f q.img
 tap_check "kernel log clean" kmsg_check
 tap_done
