@@ -5,10 +5,10 @@
 # clusters stay right while writes add pairs to it (in place at the end,
 # or by a copy that replaces the leaf) and turn it dense.
 #
-# A raw base of 256 MiB (two leaves of 512 clusters at 256 KiB clusters)
-# whose every 4 KiB block holds its own number, under one empty chain layer.  Three writer
+# A raw base of 128 MiB (one leaf: 512 clusters of 256 KiB) whose every
+# 4 KiB block holds its own number, under one empty chain layer.  Three writer
 # threads write a stamped 4 KiB block into three clusters of every four,
-# in random order, so each leaf starts sparse, grows by copies and appends
+# in random order, so the leaf starts sparse, grows by copies and appends
 # and turns dense past half its span; meanwhile a reader thread reads the
 # fourth cluster of every four, over and over, and each must show the base.
 # Then every cluster is checked: the block written holds its stamp, the
@@ -154,8 +154,8 @@ round() {
 }
 
 export CL=$((256 << 10))
-round $((256 << 20)) race "two leaves turning dense"
-SEED=7 round $((256 << 20)) race "again, another seed"
+round $((128 << 20)) race "a leaf turning dense"
+SEED=7 round $((128 << 20)) race "again, another seed"
 CL=65536 round $((16 << 30)) scatter "128 leaves of 64 KiB clusters, sparse"
 tap_check "kernel log clean" kmsg_check
 tap_done

@@ -32,7 +32,7 @@
 
 require_root
 require_guest
-require_cmd dmsetup cmp
+require_cmd dmsetup cmp jq python3
 
 CHAINADM=$CHAIN_ROOT/userspace/chainadm
 [ -x "$CHAINADM" ] || skip_all "userspace/chainadm not built"
