@@ -24,7 +24,8 @@
 # (sparse), KVM=1 (guest under KVM instead of TCG), DESTDIR, PREFIX;
 # for make bench: BENCH_SIZE (MiB, 256), BENCH_RUNTIME (s per fio run, 5),
 # BENCH_DEPTHS ("1 4 16 64"), BENCH_JOB_DEPTH (4), BENCH_JOB_SIZE (MiB, 1024),
-# BENCH_SECTIONS ("io jobs fg bw mem"), BENCH_OUT, GUEST_MEM (5G);
+# BENCH_SECTIONS ("io jobs fg bw mem scale"), BENCH_SCALE_SIZES (GiB,
+# "64 1024 16384"), BENCH_OUT, GUEST_MEM (5G);
 # for make stress: CRASH_STATES (50000), CRASH_SEED, RACE_SEED,
 # RESTART_ROUNDS (10), FM_ROUNDS (4), FM_SEED, FUZZ_INPUTS (5000),
 # FUZZ_SEED (see README.md);
@@ -132,6 +133,7 @@ bench:
 	KVER=$(KVER) BENCH_SIZE="$(BENCH_SIZE)" BENCH_RUNTIME="$(BENCH_RUNTIME)" \
 		BENCH_DEPTHS="$(BENCH_DEPTHS)" BENCH_JOB_DEPTH="$(BENCH_JOB_DEPTH)" \
 		BENCH_JOB_SIZE="$(BENCH_JOB_SIZE)" BENCH_SECTIONS="$(BENCH_SECTIONS)" \
+		BENCH_SCALE_SIZES="$(BENCH_SCALE_SIZES)" \
 		BENCH_OUT="$(BENCH_OUT)" tools/bench/run
 
 # Every fuzz target for FUZZ_SECONDS, one at a time, from its seeds and

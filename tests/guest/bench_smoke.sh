@@ -7,8 +7,11 @@
 # with the chain's layout).  It must run to the end and produce
 # results.json with every system and every I/O figure, each with its ratio
 # to dm-linear, and the markdown table and its plot.
-# The job, foreground, bandwidth and memory sections are left to `make
-# bench`: at any size they cost minutes of guest time per kernel.  Its
+# The scale section runs at 1 GiB, depths 1 and 4: the empty chains must
+# read no table block while they load, the half-mapped ones their entries,
+# and the report must hold its table and plots.  The job, foreground,
+# bandwidth and memory sections are left to `make bench`: at any size
+# they cost minutes of guest time per kernel.  Its
 # data checks: a fio write job with crc32c verification through the chain,
 # the chain's bytes equal to those of the qcow2 chain built the same way,
 # and to those of the dm-linear table the bench builds from the layers'
@@ -29,13 +32,14 @@ IO_METRICS="randread_4k_qd1_p50_us randread_4k_qd1_p99_us randread_4k_qd32_iops
 	seqread_1m_qd4_mibs randwrite_4k_owned_qd1_iops randwrite_4k_owned_qd32_iops
 	seqwrite_1m_qd4_mibs randwrite_4k_fresh_qd1_iops randwrite_4k_fresh_qd32_iops"
 
-tap_plan 12
+tap_plan 15
 kmsg_mark
 out=$(mktemp -d /tmp/bench_smoke.XXXXXX)
 on_exit rm -rf "$out"
 
-timeout 1700 "$CHAIN_ROOT/tools/bench/bench-guest" --out "$out" --smoke \
-	--size 16 --runtime 1 --depths 2 --job-depth 2 --sections io > "$out/log" 2>&1
+SCALE_DEPTHS="1 4" timeout 1700 "$CHAIN_ROOT/tools/bench/bench-guest" --out "$out" --smoke \
+	--size 16 --runtime 1 --depths 2 --job-depth 2 --sections "io scale" \
+	--scale-sizes 1 > "$out/log" 2>&1
 rc=$?
 sed 's/^/# /' "$out/log"
 tap_check "bench-guest runs to the end" test $rc = 0
@@ -90,6 +94,22 @@ tap_check "the chain shows the same bytes as the qcow2 chain" \
 	test "$(val smoke_same_as_qcow2)" = 1
 tap_check "dm-linear with the chain's layout shows the chain's bytes" \
 	test "$(val smoke_fan_same_as_chain)" = 1
+
+# scale_read DEPTH FILL : KiB the loop devices read while that chain loaded
+scale_read() {
+	jq -r --arg m "scale_1g_$2_read_kib" --argjson d "$1" \
+		'[.results[] | select(.metric == $m and .depth == $d)][0].value | floor' "$out/results.json"
+}
+# Headers (two slots, read a few times) and a 4 KiB map a layer: under
+# 64 KiB a layer.  Half of 1 GiB at 64 KiB clusters: 64 KiB of entries.
+tap_check "scale: the empty chains read headers and maps only" eval \
+	'[ "$(scale_read 1 empty)" -lt 64 ] && [ "$(scale_read 4 empty)" -lt 256 ]'
+tap_check "scale: the half-mapped chains read their 64 KiB of entries" eval \
+	'[ "$(scale_read 1 half)" -ge 64 ] && [ "$(scale_read 4 half)" -ge 64 ] &&
+	 [ "$(scale_read 4 half)" -lt $((4 * 64 + 64)) ]'
+tap_check "scale: results.md has the table, and both plots were drawn" eval \
+	'[ "$(grep -c "^| 1 GiB |" "$out/results.md")" = 4 ] &&
+	 [ -s "$out/scale_create.png" ] && [ -s "$out/scale_kmem.png" ]'
 
 tap_check "kernel log is clean" kmsg_check
 tap_done
