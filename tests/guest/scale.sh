@@ -245,21 +245,22 @@ tap_check "kernel memory of the copy, 69 mapped clusters, within the bound" \
 "$CA" remove big
 
 # Scattered clusters: one 4 KiB block in every other leaf (128 MiB), 4096
-# of them at 1 TiB.  A dense leaf each cost 32 KiB (16 KiB of entries and
-# its bitmaps, rounded up to pages), 128 MiB in all; a sparse one holds one
-# pair, 64 bytes.
-NSCAT=$((V >> 28))
+# of them at 1 TiB (spread over the disk, still 4096, at 16 TiB).  A dense
+# leaf each cost 32 KiB (16 KiB of entries and its bitmaps, rounded up to
+# pages), 128 MiB in all; a sparse one holds one pair, 64 bytes.
+NSCAT=$(( (V >> 28) < 4096 ? (V >> 28) : 4096 ))
+STEP=$((V / NSCAT))
 "$CA" format -q -s $V q.img
 # The pages the writes will fill (table blocks, map, data area) are
 # allocated in the tmpfs file first: their page cache nodes are not the
 # chain's memory, but would count in Slab.
-python3 - q.img $V $CL "$NSCAT" "$("$CA" info --json q.img | jq '."layer-size"')" <<'PY' ||
+python3 - q.img $V $CL "$NSCAT" "$("$CA" info --json q.img | jq '."layer-size"')" $STEP <<'PY' ||
 import os, sys
-f, v, cl, n, size = sys.argv[1], *map(int, sys.argv[2:])
+f, v, cl, n, size, step = sys.argv[1], *map(int, sys.argv[2:])
 fd = os.open(f, os.O_RDWR)
 table = v // cl * 8
 for i in range(n):
-    c = ((2 * i << 27) + (i * 7919 % 2048) * 65536) // cl
+    c = (i * step + (i * 7919 % 2048) * 65536) // cl
     os.posix_fallocate(fd, 8192 + c * 8 // 4096 * 4096, 4096)
 os.posix_fallocate(fd, 8192 + table, size - v - 8192 - table)
 os.posix_fallocate(fd, size - v, n * cl)
@@ -269,14 +270,14 @@ m0=$(mem)
 "$CA" create scat "$work/q.img" > /dev/null || die "cannot create the scattered chain"
 on_exit "$CA" remove scat
 scat() {
-	python3 - /dev/mapper/scat "$NSCAT" "$1" <<'PY'
+	python3 - /dev/mapper/scat "$NSCAT" "$1" $STEP <<'PY'
 import mmap, os, sys
-dev, n, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+dev, n, mode, step = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 fd = os.open(dev, (os.O_WRONLY if mode == "write" else os.O_RDONLY) | os.O_DIRECT)
 buf = mmap.mmap(-1, 4096)
 bad = 0
 for i in range(n):
-    off = (2 * i << 27) + (i * 7919 % 2048) * 65536 + (i % 16) * 4096
+    off = i * step + (i * 7919 % 2048) * 65536 + (i % 16) * 4096
     want = (b"S" + i.to_bytes(7, "little")) * 512
     if mode == "write":
         buf[:] = want
