@@ -1420,35 +1420,23 @@ static struct chain_leaf *block_leaf(struct dm_chain_metadata *cmd, u64 b,
 	return slot_leaf(READ_ONCE(cmd->dir[first >> cmd->leaf_shift]));
 }
 
-static bool block_dirty(struct dm_chain_metadata *cmd, u64 block)
-{
-	struct chain_leaf *leaf;
-	unsigned int bit;
-	bool dirty;
-
-	rcu_read_lock();
-	leaf = block_leaf(cmd, block, &bit);
-	dirty = leaf && test_bit(bit, leaf_dirty(cmd, leaf));
-	rcu_read_unlock();
-	return dirty;
-}
-
 /*
- * Whether table block b is marked in its leaf.  Only blocks that were
- * dirty, so in a leaf, are asked for (nothing to mark otherwise).  Caller
- * holds commit_lock.
+ * Table block b's dirty bit, or its marked bit (marked), in its leaf.  A
+ * block outside any leaf is neither dirty nor to be marked: only blocks
+ * that were dirty are asked whether they are marked.
  */
-static bool block_marked(struct dm_chain_metadata *cmd, u64 b)
+static bool block_bit(struct dm_chain_metadata *cmd, u64 b, bool marked)
 {
 	struct chain_leaf *leaf;
 	unsigned int bit;
-	bool marked;
+	bool set;
 
 	rcu_read_lock();
 	leaf = block_leaf(cmd, b, &bit);
-	marked = !leaf || test_bit(bit, leaf_marked(cmd, leaf));
+	set = leaf ? test_bit(bit, marked ? leaf_marked(cmd, leaf) :
+					    leaf_dirty(cmd, leaf)) : marked;
 	rcu_read_unlock();
-	return marked;
+	return set;
 }
 
 /*
@@ -1493,7 +1481,7 @@ static unsigned int __copy_dirty_blocks(struct dm_chain_metadata *cmd,
 		cmd->runs[nr].block = b;
 		cmd->runs[nr].first = used;
 		while (used < TABLE_IO_BLOCKS && b < cmd->nr_table_blocks &&
-		       block_dirty(cmd, b)) {
+		       block_bit(cmd, b, false)) {
 			fill_block(cmd, b, cmd->buf + used * DM_CHAIN_BLOCK_SIZE);
 			used++;
 			b++;
@@ -1537,14 +1525,14 @@ static int __mark_blocks(struct dm_chain_metadata *cmd, unsigned int nr)
 	for (i = 0; i < nr && !unmarked; i++)
 		for (b = cmd->runs[i].block, end = b + cmd->runs[i].count;
 		     b < end && !unmarked; b++)
-			unmarked = !block_marked(cmd, b);
+			unmarked = !block_bit(cmd, b, true);
 	if (!unmarked)
 		return 0;
 	r = flush_device(cmd, cmd->layers[cmd->top].bdev);
 	for (i = 0; i < nr && !r; i++) {
 		for (b = cmd->runs[i].block, end = b + cmd->runs[i].count;
 		     b < end && !r; b++) {
-			if (block_marked(cmd, b))
+			if (block_bit(cmd, b, true))
 				continue;
 			if (b / DM_CHAIN_MAP_BITS_PER_BLOCK != mb) {
 				if (changed)
