@@ -145,11 +145,11 @@ round() {
 		die "cannot format top.img"
 	"$CA" create ir "$work/top.img" > /dev/null || die "cannot create the chain"
 	tap_check "$3: writes beside lookups, then every cluster reads right" \
-		env ZERO_BASE=$([ "$mode" = race ] || echo 1) python3 race.py /dev/mapper/ir "$size" "$mode"
+		env ZERO_BASE="$([ "$mode" = race ] || echo 1)" python3 race.py /dev/mapper/ir "$size" "$mode"
 	"$CA" remove ir || die "cannot remove the chain"
 	"$CA" create ir "$work/top.img" > /dev/null || die "cannot assemble again"
 	tap_check "$3: assembled again from the table, every cluster reads right" \
-		env ZERO_BASE=$([ "$mode" = race ] || echo 1) python3 race.py /dev/mapper/ir "$size" "$([ "$mode" = race ] && echo check || echo check-scatter)"
+		env ZERO_BASE="$([ "$mode" = race ] || echo 1)" python3 race.py /dev/mapper/ir "$size" "$([ "$mode" = race ] && echo check || echo check-scatter)"
 	"$CA" remove ir
 }
 
