@@ -22,10 +22,10 @@
  * a pull leaves), and otherwise points to a leaf: sparse (sorted pairs of
  * offset and entry, the background elsewhere), made dense (one entry per
  * cluster) when a new pair would need a copy and the leaf would hold half
- * its span.  An entry changes in
- * place; a leaf is made, or a sparse one gains a pair, only in process
- * context (dm_chain_prepare(), before anything that may publish a mapping
- * there), so publishing never allocates.  The active layer's dirty table
+ * its span.  An entry changes in place; a leaf is made, or a sparse one
+ * gains a pair, only in process context (dm_chain_prepare(), before
+ * anything that may publish a mapping there), so publishing never
+ * allocates.  The active layer's dirty table
  * blocks are marked in the leaf that holds them.  The free map covers the
  * data area up to data_end only.
  *
@@ -544,6 +544,15 @@ static struct chain_leaf *leaf_alloc(struct dm_chain_metadata *cmd,
 	return leaf;
 }
 
+/* Put the pairs of sparse leaf old into dense leaf new. */
+static void scatter_pairs(struct chain_leaf *new, const struct chain_leaf *old)
+{
+	u32 k;
+
+	for (k = 0; k < old->nr; k++)
+		new->dense[pair_off(old->pairs[k])] = pair_entry(old->pairs[k]);
+}
+
 /*
  * Where leaf keeps the entry at off: its dense entry or its pair; NULL
  * if it has no pair for off.  Caller holds cmd->lock.
@@ -590,16 +599,15 @@ static bool __leaf_publish(struct dm_chain_metadata *cmd, u64 i, u64 slot,
 			   struct chain_leaf *new, u64 from, u32 want, u64 off)
 {
 	struct chain_leaf *old = slot_leaf(slot);
-	u32 j, k;
+	u32 j;
 
 	if (want == LEAF_DENSE) {
 		/* Filled from an extent, or with the background. */
 		if (!leaf_dense(new) ||
 		    (old ? 0 : slot) != (slot_leaf(from) ? 0 : from))
 			return false;
-		for (k = 0; old && k < old->nr; k++)
-			new->dense[pair_off(old->pairs[k])] =
-				pair_entry(old->pairs[k]);
+		if (old)
+			scatter_pairs(new, old);
 	} else {
 		if (leaf_dense(new) || new->cap < want)
 			return false;
@@ -744,10 +752,8 @@ static int fold_leaf(struct dm_chain_metadata *cmd, unsigned int l,
 				}
 			}
 			leaf->nr = k;
-		} else {
-			for (i = 0; i < nr; i++)
-				leaf->dense[pair_off(old->pairs[i])] =
-					pair_entry(old->pairs[i]);
+		} else if (old) {
+			scatter_pairs(leaf, old);
 		}
 		leaf_free(old);
 		*slot = (u64)(uintptr_t)leaf;
