@@ -38,7 +38,11 @@
  * What the destination owes: a cluster whose copy failed for good, a
  * background sync dropped at a suspend, a guest write that completed while
  * the job was failed: each sets the cluster's bit in job->owed, and the
- * walk copies the owed clusters once its cursor reached the end.  The job
+ * walk copies the owed clusters once its cursor reached the end.  The
+ * owed bits live in chunks of OWED_CHUNK_BITS clusters, allocated when
+ * the first of their clusters is owed and freed when the last is taken,
+ * so a job costs memory for what it owes, not for the disk's size; with
+ * no memory for a chunk, the walk goes back to the cluster instead.  The job
  * is READY (COMPLETED) only with the cursor at the end, nothing owed and
  * nothing in flight; 'job resume' goes on from there.  An owed cluster
  * weighs in bytes_total again, so bytes_done counts each copy once.
@@ -140,7 +144,7 @@ struct chain_job {
 	bool cancelled;
 	bool stopped;			/* suspended or being torn down */
 	u64 cursor;			/* next cluster to look at */
-	unsigned long *owed;		/* clusters the walk must copy again */
+	struct xarray owed;		/* chunks of clusters to copy again */
 	u64 nr_owed;			/* bits set in owed */
 	u64 owed_from;			/* no bit set below */
 	unsigned int in_flight;		/* background syncs */
@@ -311,36 +315,107 @@ static u64 owed_bytes(struct chain_job *job, u64 vc)
 }
 
 /*
+ * The owed bitmap is cut in chunks of OWED_CHUNK_BITS clusters (512 bytes),
+ * kept in job->owed by vc >> OWED_CHUNK_SHIFT.  No bit is set below
+ * owed_from, and bits are taken lowest first, so a chunk is freed when its
+ * last bit is taken.
+ */
+#define OWED_CHUNK_SHIFT	12
+#define OWED_CHUNK_BITS		BIT(OWED_CHUNK_SHIFT)
+
+/*
  * The destination did not get what the source shows for vc (a copy that
  * failed, a guest write while the job was failed, a sync dropped): the
  * walk copies it again once the cursor reached the end.  The cluster
  * weighs a whole cluster in bytes_total, of which counted (a background
  * sync's bytes, never done) was there already, so bytes_done counts each
- * copy once and bytes_total never goes down.  job->lock held.
+ * copy once and bytes_total never goes down.  job->lock held, any context.
+ *
+ * Without memory for its chunk, the cluster is not noted: the walk goes
+ * back to it, as after a failed commit (walk_back()), and looks at every
+ * cluster from there again.  Copying a cluster again is always safe.
  */
 static void __owe(struct chain_job *job, u64 vc, u64 counted)
 {
-	if (__test_and_set_bit(vc, job->owed))
-		return;
-	job->nr_owed++;
-	job->owed_from = min(job->owed_from, vc);
-	job->bytes_total += owed_bytes(job, vc) - min(counted, owed_bytes(job, vc));
+	unsigned long idx = vc >> OWED_CHUNK_SHIFT;
+	unsigned long *chunk = xa_load(&job->owed, idx);
+	u64 bytes = owed_bytes(job, vc);
+
+	if (!chunk) {
+		chunk = bitmap_zalloc(OWED_CHUNK_BITS, GFP_ATOMIC | __GFP_NOWARN);
+		if (chunk && xa_is_err(xa_store(&job->owed, idx, chunk,
+						GFP_ATOMIC | __GFP_NOWARN))) {
+			bitmap_free(chunk);
+			chunk = NULL;
+		}
+	}
+	if (!chunk) {
+		if (vc < job->cursor) {
+			job->cursor = vc;
+			WRITE_ONCE(job->dest_zeroed, false);
+		}
+	} else if (!__test_and_set_bit(vc & (OWED_CHUNK_BITS - 1), chunk)) {
+		job->nr_owed++;
+		job->owed_from = min(job->owed_from, vc);
+	} else {
+		return;		/* owed already */
+	}
+	job->bytes_total += bytes - min(counted, bytes);
+}
+
+/* The lowest owed cluster, left owed; false if none.  job->lock held. */
+static bool __next_owed(struct chain_job *job, u64 *vc)
+{
+	unsigned long idx, bit, *chunk;
+	u64 base;
+
+	if (!job->nr_owed)
+		return false;
+	xa_for_each_start(&job->owed, idx, chunk,
+			  job->owed_from >> OWED_CHUNK_SHIFT) {
+		base = (u64)idx << OWED_CHUNK_SHIFT;
+		bit = find_next_bit(chunk, OWED_CHUNK_BITS,
+				    job->owed_from > base ? job->owed_from - base : 0);
+		if (bit < OWED_CHUNK_BITS) {
+			*vc = base + bit;
+			return true;
+		}
+	}
+	WARN_ON_ONCE(1);	/* nr_owed counts a bit that is not there */
+	job->nr_owed = 0;
+	return false;
 }
 
 /* The next owed cluster, taken off the bitmap; false if none.  Locked. */
 static bool __take_owed(struct chain_job *job, u64 *vc)
 {
-	if (!job->nr_owed)
+	unsigned long idx, *chunk;
+
+	if (!__next_owed(job, vc))
 		return false;
-	*vc = find_next_bit(job->owed, job->nr_clusters, job->owed_from);
-	if (WARN_ON_ONCE(*vc >= job->nr_clusters)) {
-		job->nr_owed = 0;
-		return false;
-	}
-	__clear_bit(*vc, job->owed);
+	idx = *vc >> OWED_CHUNK_SHIFT;
+	chunk = xa_load(&job->owed, idx);
+	__clear_bit(*vc & (OWED_CHUNK_BITS - 1), chunk);
 	job->nr_owed--;
 	job->owed_from = *vc + 1;
+	/* nothing below owed_from: the chunk is empty once past its last bit */
+	if (find_next_bit(chunk, OWED_CHUNK_BITS,
+			  (*vc & (OWED_CHUNK_BITS - 1)) + 1) >= OWED_CHUNK_BITS) {
+		xa_erase(&job->owed, idx);
+		bitmap_free(chunk);
+	}
 	return true;
+}
+
+/* Forget what is owed.  No sync may be running. */
+static void free_owed(struct chain_job *job)
+{
+	unsigned long idx, *chunk;
+
+	xa_for_each(&job->owed, idx, chunk)
+		bitmap_free(chunk);
+	xa_destroy(&job->owed);
+	job->nr_owed = 0;
 }
 
 /*
@@ -1140,8 +1215,10 @@ static void do_job(struct work_struct *ws)
 				spin_unlock_irq(&job->lock);
 				break;
 			}
-			vc = find_next_bit(job->owed, job->nr_clusters,
-					   job->owed_from);
+			if (!__next_owed(job, &vc)) {
+				spin_unlock_irq(&job->lock);
+				continue;
+			}
 			bytes = owed_bytes(job, vc);
 		} else if (!needs_sync(job, vc, &bytes)) {
 			/*
@@ -1502,13 +1579,7 @@ static struct chain_job *alloc_job(struct chain_c *cc)
 	job->lo = -1;
 	job->src = cc->cmd;
 	job->nr_clusters = dm_chain_nr_clusters(cc->cmd);
-	job->owed = kvcalloc(BITS_TO_LONGS(job->nr_clusters),
-			     sizeof(unsigned long), GFP_KERNEL);
-	if (!job->owed) {
-		mempool_exit(&job->sync_pool);
-		kfree(job);
-		return NULL;
-	}
+	xa_init(&job->owed);
 	job->max_in_flight = clamp_t(unsigned int,
 				     JOB_IN_FLIGHT_BYTES >> (cc->cluster_shift + SECTOR_SHIFT),
 				     1, JOB_MAX_IN_FLIGHT);
@@ -1575,7 +1646,7 @@ static void free_job(struct chain_job *job)
 	if (job->src != job->cc->cmd)
 		dm_chain_metadata_close(job->src);
 	free_batches(job);
-	kvfree(job->owed);
+	free_owed(job);
 	mempool_exit(&job->sync_pool);
 	kfree(job);
 }
@@ -1906,8 +1977,7 @@ static void replace_job(struct chain_c *cc, struct chain_job *next)
 	job->dest = NULL;
 	job->src = cc->cmd;
 	free_batches(job);
-	kvfree(job->owed);
-	job->owed = NULL;
+	free_owed(job);
 	job->retired = cc->retired_jobs;
 	cc->retired_jobs = job;
 }
@@ -1921,7 +1991,6 @@ void chain_job_dtr(struct chain_c *cc)
 	cc->job = NULL;
 	while ((job = cc->retired_jobs)) {
 		cc->retired_jobs = job->retired;
-		kvfree(job->owed);
 		mempool_exit(&job->sync_pool);
 		kfree(job);
 	}

@@ -30,6 +30,13 @@
 #     cluster it holds is zeroed by the guest while the destination fails;
 #     resumed, the owed cluster is zeroed there too, not skipped as
 #     "reads zeros already"
+#  11 (issue 18) the owed bitmap in chunks of 4096 clusters, allocated
+#     when owed: a raw mirror (dest_zeroed) of a 1 GiB layer, 4 chunks,
+#     fails while ready; clusters owed in three chunks, then with every
+#     chunk allocation failing (chain-inject fail_owe) a write and a
+#     zeroing in the fourth: without a chunk the walk goes back to the
+#     cluster instead, and must not trust dest_zeroed past it any more.
+#     Resumed: ready, and the destination holds every write.
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 
@@ -39,6 +46,8 @@ require_cmd dmsetup losetup blkdiscard cmp
 chain_load_module || die "cannot load dm-chain"
 modprobe dm-delay || skip_all "no dm-delay"
 modprobe loop
+inject_load_module || die "cannot load tests/kmod/chain-inject.ko"
+P=/sys/module/chain_inject/parameters
 kmsg_mark
 
 CA="$CHAIN_ROOT/userspace/chainadm"
@@ -51,6 +60,7 @@ D=/dev/mapper/jr
 on_exit rm -rf "$W"
 on_exit detach_loops "$W"
 on_exit dm_remove jr-f1
+on_exit dm_remove jr-fo
 on_exit dm_remove jr-fd
 on_exit dm_remove jr-fb
 on_exit dm_remove jr
@@ -61,7 +71,7 @@ cd "$W" || die "no scratch"
 # 10), with other random data each time.
 ROUNDS=1
 [ "${STRESS:-0}" = 1 ] && ROUNDS=${RESTART_ROUNDS:-10}
-tap_plan $((31 * ROUNDS + 1))
+tap_plan $((35 * ROUNDS + 1))
 
 # put MODEL CLUSTER COUNT TAG : flushed random clusters on $D and in
 # MODEL (TAG names the write in the script).
@@ -123,7 +133,20 @@ cp model model.l1
 dm_remove jr; jr_table 3 chain $FB $F1 $T
 put model 70 30 3
 dm_remove jr
-mkdir saved && cp --sparse=always base l1 top dest shallow destraw model model.l1 saved/
+# Case 11: a 1 GiB layer (4 chunks of the owed bitmap) holding clusters
+# 1, 5000, 8199, 9000 and 16000, and a sparse raw destination.
+OMIB=1024
+OSECT=$((OMIB * 2048))
+"$CA" format -q -s ${OMIB}M obig
+truncate -s $((OMIB << 20)) omodel oraw
+loop_setup O obig; loop_setup OR oraw
+dmsetup create jr-fo --table "0 $OSECT linear $OR 0"
+FO=/dev/mapper/jr-fo
+dmsetup create jr --table "0 $OSECT chain 1 chain $O"
+for c in 1 5000 8199 9000 16000; do put omodel $c 1 0; done
+dm_remove jr
+mkdir saved && cp --sparse=always base l1 top dest shallow destraw model model.l1 \
+	obig omodel oraw saved/
 
 # fresh : every file as built, the fault devices linear, no $D.
 fresh() {
@@ -131,6 +154,7 @@ fresh() {
 	retable jr-fb "0 $(dev_sectors "$B") linear $B 0"
 	retable jr-fd "0 $(dev_sectors "$M") linear $M 0"
 	retable jr-f1 "0 $(dev_sectors "$L1") linear $L1 0"
+	retable jr-fo "0 $OSECT linear $OR 0"
 	cp --sparse=always saved/* . || die "cannot restore the layers"
 }
 FULL="3 chain $FB $F1 $T"
@@ -148,7 +172,7 @@ top_alone() {
 	return $r
 }
 
-# one_round : cases 1-10 (31 checks).
+# one_round : cases 1-11 (35 checks).
 one_round() {
 	# ---- 1. active commit, ready, restarted
 	fresh
@@ -313,6 +337,32 @@ one_round() {
 	tap_check "10 healed and resumed: ready" wait_job_phase jr 60 ready
 	tap_check "10 the destination shows the zeroed cluster as zeros" \
 		alone_is "0 $SECTORS linear $FD 0" model
+
+	# ---- 11. owed clusters in four chunks, one without memory
+	fresh
+	dmsetup create jr --table "0 $OSECT chain 1 chain $O 5 mirror $FO raw full dest_zeroed"
+	wait_job_phase jr 60 ready || die "the 1 GiB raw mirror never got ready"
+	retable jr-fo "0 $OSECT error"
+	put omodel 4100 1 111		# chunk 1: the copy fails
+	tap_check "11 the raw mirror stops: failed" wait_job_phase jr 30 failed
+	put omodel 10 1 112; put omodel 12300 1 113; put omodel 4101 1 114
+	f0=$(cat $P/failed)
+	echo 1 > $P/fail_owe
+	put omodel 8200 1 115		# chunk 2, no memory: back to 8200
+	blkdiscard -z -o $((8199 * CL)) -l $CL $D || die "write zeroes failed"
+	dd if=/dev/zero of=omodel bs=64k seek=8199 count=1 conv=notrunc status=none
+	put omodel 12301 1 116		# past the cursor now: the walk copies it
+	put omodel 11 1 117		# chunk 0 is there: noted
+	echo 0 > $P/fail_owe
+	tap_check "11 the chunk allocations for 8200 and 8199 failed" \
+		test $(($(cat $P/failed) - f0)) -ge 2
+	retable jr-fo "0 $OSECT linear $OR 0"
+	dmsetup message jr 0 job resume
+	tap_check "11 healed and resumed: ready" wait_job_phase jr 120 ready
+	put omodel 16383 1 118
+	dmsetup suspend jr || die "cannot suspend jr"
+	tap_check "11 the raw destination holds every write" cmp $FO omodel
+	dmsetup resume jr
 }
 
 for ((round = 0; round < ROUNDS; round++)); do

@@ -38,7 +38,7 @@ CHAINADM=$CHAIN_ROOT/userspace/chainadm
 [ -x "$CHAINADM" ] || skip_all "userspace/chainadm not built"
 CA=$CHAINADM
 
-tap_plan 22
+tap_plan 23
 chain_load_module || die "cannot load dm-chain"
 modprobe loop
 kmsg_mark
@@ -198,6 +198,31 @@ t1=$(date +%s.%N)
 log "chainadm create of 64 layers took $(echo "$t1 - $t0" | bc) s"
 "$CA" remove deep
 rm -f d*.img
+
+# A job: what a pull holds on the huge chain beyond the same pull on a 1
+# GiB one is its source view's directory (64 KiB per TiB), nothing per
+# virtual cluster.  Its owed bitmap was 1 bit per virtual cluster (2 MiB
+# at 1 TiB, 32 MiB at 16 TiB) before it came in chunks, allocated for
+# the clusters owed.
+# job_cost SIZE : kernel memory a completed pull holds on an empty chain
+# of two layers SIZE bytes big
+job_cost() {
+	local m0 m1
+	"$CA" format -q -s "$1" j1.img && "$CA" format -q -b "$work/j1.img" j2.img &&
+		"$CA" create job "$work/j2.img" > /dev/null || return 1
+	m0=$(mem)
+	dmsetup message job 0 stream || return 1
+	wait_job_phase job 120 completed || return 1
+	m1=$(mem)
+	"$CA" remove job && rm -f j1.img j2.img
+	echo $((m1 - m0))
+}
+on_exit "$CA" remove job
+jbig=$(job_cost $V) || die "the pull on the empty $SCALE_TIB TiB chain failed"
+jsmall=$(job_cost 1G) || die "the pull on the empty 1 GiB chain failed"
+log "a completed pull holds $((jbig >> 10)) KiB at $SCALE_TIB TiB, $((jsmall >> 10)) KiB at 1 GiB"
+tap_check "a pull on the $SCALE_TIB TiB chain holds at most 64 KiB/TiB more than on 1 GiB" \
+	test $((jbig - jsmall)) -le $((V / T * 65536 + SLACK))
 
 "$CA" format -q -s $V l0.img
 m0=$(mem)

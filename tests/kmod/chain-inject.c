@@ -21,6 +21,8 @@
  *   fail_alloc=1	every allocation that one of dm-chain's mempools
  *			asks of the slab fails, so each element comes from
  *			the pool's reserve; 0 stops it.
+ *   fail_owe=1		every bitmap_zalloc() called from dm-chain (a
+ *			chunk of a job's owed bitmap) fails; 0 stops it.
  *   hold_ms		(5000) the longest a hold lasts.
  *   release=1		ends the current hold.
  *   held, failed	(read) holds begun and allocations failed so far.
@@ -35,6 +37,7 @@
 #include <linux/kprobes.h>
 #include <linux/kallsyms.h>
 #include <linux/dm-io.h>
+#include <linux/bitmap.h>
 #include <linux/delay.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
@@ -50,6 +53,9 @@ MODULE_PARM_DESC(commit_hold, "hold the next commit after its header write");
 static bool fail_alloc;
 module_param(fail_alloc, bool, 0644);
 MODULE_PARM_DESC(fail_alloc, "fail dm-chain's mempool slab allocations");
+static bool fail_owe;
+module_param(fail_owe, bool, 0644);
+MODULE_PARM_DESC(fail_owe, "fail dm-chain's bitmap_zalloc() calls");
 static unsigned int hold_ms = 5000;
 module_param(hold_ms, uint, 0644);
 MODULE_PARM_DESC(hold_ms, "longest hold, in milliseconds");
@@ -229,8 +235,34 @@ static struct kretprobe kmalloc_probe = {
 	.maxactive = 64,
 };
 
+/* ---- fail_owe: bitmap_zalloc() called from dm-chain ---- */
+
+static int bitmap_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	return READ_ONCE(fail_owe) && called_from(regs, NULL) ? 0 : 1;
+}
+
+static int bitmap_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	unsigned long *p = (unsigned long *)regs_return_value(regs);
+
+	if (!p)
+		return 0;
+	bitmap_free(p);
+	regs_set_return_value(regs, 0);
+	WRITE_ONCE(failed, failed + 1);
+	return 0;
+}
+
+static struct kretprobe bitmap_probe = {
+	.kp.symbol_name = "bitmap_zalloc",
+	.entry_handler = bitmap_entry,
+	.handler = bitmap_ret,
+	.maxactive = 16,
+};
+
 static struct kretprobe *probes[] = {
-	&walk_probe, &io_probe, &pool_probe, &kmalloc_probe,
+	&walk_probe, &io_probe, &bitmap_probe, &pool_probe, &kmalloc_probe,
 };
 
 static int __init chain_inject_init(void)
@@ -249,9 +281,9 @@ static int __init chain_inject_init(void)
 		       pool_probe.kp.symbol_name, r);
 		return r;
 	}
-	r = register_kretprobes(probes, 2);
+	r = register_kretprobes(probes, 3);
 	if (r) {
-		pr_err("chain-inject: cannot probe dm_chain:entry_needs_sync or dm_io (is dm-chain loaded?): %d\n",
+		pr_err("chain-inject: cannot probe dm_chain:entry_needs_sync, dm_io or bitmap_zalloc (is dm-chain loaded?): %d\n",
 		       r);
 		goto fail_pool;
 	}
@@ -263,7 +295,7 @@ static int __init chain_inject_init(void)
 	return 0;
 
 fail_two:
-	unregister_kretprobes(probes, 2);
+	unregister_kretprobes(probes, 3);
 fail_pool:
 	unregister_kretprobe(&pool_probe);
 	return r;
