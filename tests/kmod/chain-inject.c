@@ -37,7 +37,6 @@
 #include <linux/kprobes.h>
 #include <linux/kallsyms.h>
 #include <linux/dm-io.h>
-#include <linux/bitmap.h>
 #include <linux/delay.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
@@ -217,15 +216,20 @@ static struct kretprobe pool_probe = {
 	.maxactive = MAX_TASKS,
 };
 
+/* Make an allocation that succeeded fail: free it, return NULL, count. */
+static void fail_result(struct pt_regs *regs, void *p)
+{
+	kfree(p);
+	regs_set_return_value(regs, 0);
+	WRITE_ONCE(failed, failed + 1);
+}
+
 static int kmalloc_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	void *p = (void *)regs_return_value(regs);
 
-	if (!p || !READ_ONCE(fail_alloc) || !is_inside(current))
-		return 0;
-	kfree(p);
-	regs_set_return_value(regs, 0);
-	WRITE_ONCE(failed, failed + 1);
+	if (p && READ_ONCE(fail_alloc) && is_inside(current))
+		fail_result(regs, p);
 	return 0;
 }
 
@@ -244,13 +248,10 @@ static int bitmap_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 
 static int bitmap_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
-	unsigned long *p = (unsigned long *)regs_return_value(regs);
+	void *p = (void *)regs_return_value(regs);
 
-	if (!p)
-		return 0;
-	bitmap_free(p);
-	regs_set_return_value(regs, 0);
-	WRITE_ONCE(failed, failed + 1);
+	if (p)
+		fail_result(regs, p);	/* bitmap_free() is kfree() */
 	return 0;
 }
 
