@@ -924,12 +924,35 @@ void chain_request_commit(struct chain_c *cc)
 	wake_worker(cc);
 }
 
+/*
+ * Raise an event each time the active layer's used share crosses a whole
+ * percent, up as it fills or down after it grew: a monitor waiting on
+ * events (chainadm monitor) can then grow the layer before it is full.
+ * The worker and the commit tick, which may run at once; may block.
+ */
+static unsigned int used_pct(struct dm_chain_metadata *cmd)
+{
+	u64 used, total;
+
+	dm_chain_space(cmd, &used, &total);
+	return total ? div64_u64(used * 100, total) : 100;
+}
+
+static void space_event(struct chain_c *cc)
+{
+	unsigned int pct = used_pct(cc->cmd);
+
+	if (xchg(&cc->space_pct, pct) != pct)
+		dm_table_event(cc->ti->table);
+}
+
 static void do_worker(struct work_struct *ws)
 {
 	struct chain_c *cc = container_of(ws, struct chain_c, worker);
 	bool commit;
 
 	process_deferred_bios(cc);
+	space_event(cc);
 
 	spin_lock_irq(&cc->lock);
 	commit = cc->commit_due || !bio_list_empty(&cc->commit_waiters);
@@ -954,6 +977,7 @@ static void do_commit_tick(struct work_struct *ws)
 		spin_unlock_irq(&cc->lock);
 		wake_worker(cc);
 	}
+	space_event(cc);	/* a job's copies allocate too */
 	queue_delayed_work(cc->wq, &cc->commit_work, COMMIT_PERIOD);
 }
 
@@ -1200,6 +1224,7 @@ static int open_metadata(struct chain_c *cc, struct dm_target *ti)
 		return PTR_ERR(cmd);
 	}
 	cc->cmd = cmd;
+	cc->space_pct = used_pct(cmd);
 	cc->cluster_shift = dm_chain_cluster_shift(cmd) - SECTOR_SHIFT;
 	cc->cluster_sectors = 1 << cc->cluster_shift;
 	/*
@@ -1805,7 +1830,7 @@ static void chain_io_hints(struct dm_target *ti, struct queue_limits *limits)
 
 static struct target_type chain_target = {
 	.name = "chain",
-	.version = {1, 1, 0},
+	.version = {1, 2, 0},
 	.module = THIS_MODULE,
 	.ctr = chain_ctr,
 	.dtr = chain_dtr,

@@ -100,6 +100,7 @@ struct chain_c {
 	struct bio_list no_space;	/* queued while the layer is full */
 	struct hlist_head cells[1 << CELL_HASH_BITS];
 	bool out_of_space;
+	unsigned int space_pct;		/* used share last told, space_event() */
 	bool suspending;		/* presuspend until resume: park nothing */
 	bool commit_due;		/* set by the periodic commit */
 

@@ -306,3 +306,30 @@ int dm_op_list(int (*fn)(const char *name, void *arg), void *arg)
 	dm_task_destroy(dmt);
 	return r ? 0 : -1;
 }
+
+/* The version of a loaded target type, all zero when none is loaded. */
+int dm_op_target_version(const char *target, uint32_t version[3])
+{
+	struct dm_task *dmt = task_new(DM_DEVICE_LIST_VERSIONS, NULL,
+				       "target versions");
+	struct dm_versions *v, *last;
+	int r;
+
+	version[0] = version[1] = version[2] = 0;
+	if (!dmt)
+		return -1;
+	r = task_run(dmt, NULL, "target versions");
+	v = r ? dm_task_get_versions(dmt) : NULL;
+	while (v) {
+		if (!strcmp(v->name, target)) {
+			memcpy(version, v->version, sizeof(v->version));
+			break;
+		}
+		last = v;
+		v = (struct dm_versions *)((char *)v + v->next);
+		if (v == last)
+			break;
+	}
+	dm_task_destroy(dmt);
+	return r ? 0 : -1;
+}

@@ -37,6 +37,8 @@ int dm_op_status(const char *name, struct dm_target_line *line);
 int dm_op_table(const char *name, struct dm_target_line *line);
 int dm_op_wait_event(const char *name, uint32_t event_nr);
 int dm_op_list(int (*fn)(const char *name, void *arg), void *arg);
+/* The version of a loaded target type, all zero when none is loaded. */
+int dm_op_target_version(const char *target, uint32_t version[3]);
 
 void dm_target_line_free(struct dm_target_line *line);
 

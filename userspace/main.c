@@ -122,6 +122,22 @@ static const struct verb verbs[] = {
 	  JOB_WAIT_OPTIONS
 	  "     --json                 print JSON\n",
 	  cmd_job },
+	{ "extend", "[options] <name>",
+	  "Give the active layer the room its grown file, LV or partition has.",
+	  " -l, --layer-size [+]<size> grow the layer's file to (or by) size; for\n"
+	  "                            a device, check it is that long (default: a\n"
+	  "                            file grows to hold every cluster)\n",
+	  cmd_extend },
+	{ "monitor", "[options] <name>",
+	  "Wait on the device's events and grow the active layer before it is full.",
+	  " -a, --at <percent>         act when the active layer is this full\n"
+	  "                            (default 80), or full\n"
+	  " -r, --run <command>        run this first (e.g. lvextend), with\n"
+	  "                            CHAINADM_DEVICE, CHAINADM_LAYER and\n"
+	  "                            CHAINADM_USED_PERCENT set; then extend\n"
+	  " -l, --layer-size +<size>   a file layer grows by size each time\n"
+	  "                            (default: to hold every cluster)\n",
+	  cmd_monitor },
 	{ "recover", "<name> <top-layer>",
 	  "Assemble a chain whose job was cut short by a crash: old or new chain.",
 	  NULL, cmd_recover },

@@ -31,7 +31,7 @@
 #     resumed, the owed cluster is zeroed there too, not skipped as
 #     "reads zeros already"
 #  11 (issue 18) the owed bitmap in chunks of 4096 clusters, allocated
-#     when owed: a raw mirror (dest_zeroed) of a 1 GiB layer, 4 chunks,
+#     when owed: a raw mirror (dest_zeroed) of a 64 MiB layer of 4 KiB clusters, 4 chunks,
 #     fails while ready; clusters owed in three chunks, then with every
 #     chunk allocation failing (chain-inject fail_owe) a write and a
 #     zeroing in the fourth: without a chunk the walk goes back to the
@@ -133,17 +133,25 @@ cp model model.l1
 dm_remove jr; jr_table 3 chain $FB $F1 $T
 put model 70 30 3
 dm_remove jr
-# Case 11: a 1 GiB layer (4 chunks of the owed bitmap) holding clusters
-# 1, 5000, 8199, 9000 and 16000, and a sparse raw destination.
-OMIB=1024
-OSECT=$((OMIB * 2048))
-"$CA" format -q -s ${OMIB}M obig
-truncate -s $((OMIB << 20)) omodel oraw
+# Case 11: a 64 MiB layer of 4 KiB clusters (4 chunks of the owed
+# bitmap, 4096 clusters each) holding clusters 1, 5000, 8199, 9000 and
+# 16000, and a sparse raw destination.
+OCL=4096
+OSECT=$((16384 * OCL / 512))
+"$CA" format -q -s $((OSECT / 2))K -c $OCL obig
+truncate -s $((OSECT * 512)) omodel oraw
 loop_setup O obig; loop_setup OR oraw
 dmsetup create jr-fo --table "0 $OSECT linear $OR 0"
 FO=/dev/mapper/jr-fo
 dmsetup create jr --table "0 $OSECT chain 1 chain $O"
-for c in 1 5000 8199 9000 16000; do put omodel $c 1 0; done
+# oput <cluster>: random data into a cluster of case 11, and its model
+oput() {
+	head -c $OCL /dev/urandom > wbuf
+	dd if=wbuf of=$D bs=$OCL seek="$1" oflag=direct conv=fsync status=none ||
+		die "writing cluster $1 failed"
+	dd if=wbuf of=omodel bs=$OCL seek="$1" conv=notrunc status=none
+}
+for c in 1 5000 8199 9000 16000; do oput $c; done
 dm_remove jr
 mkdir saved && cp --sparse=always base l1 top dest shallow destraw model model.l1 \
 	obig omodel oraw saved/
@@ -341,25 +349,25 @@ one_round() {
 	# ---- 11. owed clusters in four chunks, one without memory
 	fresh
 	dmsetup create jr --table "0 $OSECT chain 1 chain $O 5 mirror $FO raw full dest_zeroed"
-	wait_job_phase jr 60 ready || die "the 1 GiB raw mirror never got ready"
+	wait_job_phase jr 60 ready || die "the 64 MiB raw mirror never got ready"
 	retable jr-fo "0 $OSECT error"
-	put omodel 4100 1 111		# chunk 1: the copy fails
+	oput 4100		# chunk 1: the copy fails
 	tap_check "11 the raw mirror stops: failed" wait_job_phase jr 30 failed
-	put omodel 10 1 112; put omodel 12300 1 113; put omodel 4101 1 114
+	oput 10; oput 12300; oput 4101
 	f0=$(cat $P/failed)
 	echo 1 > $P/fail_owe
-	put omodel 8200 1 115		# chunk 2, no memory: back to 8200
-	blkdiscard -z -o $((8199 * CL)) -l $CL $D || die "write zeroes failed"
-	dd if=/dev/zero of=omodel bs=64k seek=8199 count=1 conv=notrunc status=none
-	put omodel 12301 1 116		# past the cursor now: the walk copies it
-	put omodel 11 1 117		# chunk 0 is there: noted
+	oput 8200		# chunk 2, no memory: back to 8200
+	blkdiscard -z -o $((8199 * OCL)) -l $OCL $D || die "write zeroes failed"
+	dd if=/dev/zero of=omodel bs=$OCL seek=8199 count=1 conv=notrunc status=none
+	oput 12301		# past the cursor now: the walk copies it
+	oput 11		# chunk 0 is there: noted
 	echo 0 > $P/fail_owe
 	tap_check "11 the chunk allocations for 8200 and 8199 failed" \
 		test $(($(cat $P/failed) - f0)) -ge 2
 	retable jr-fo "0 $OSECT linear $OR 0"
 	dmsetup message jr 0 job resume
 	tap_check "11 healed and resumed: ready" wait_job_phase jr 120 ready
-	put omodel 16383 1 118
+	oput 16383
 	dmsetup suspend jr || die "cannot suspend jr"
 	tap_check "11 the raw destination holds every write" cmp $FO omodel
 	dmsetup resume jr
