@@ -207,8 +207,8 @@ fi
 # ---- a shallow copy cut short, resumed by creating the device again
 #
 # snap.img holds 64 clusters of random data over an 8 MiB base; the copy
-# runs at 1 MiB/s and the device is removed after a second and a half,
-# with part of the clusters in dest.img.  chainadm create finds the copy
+# runs at 1 MiB/s, is paused after a second and a half and the device
+# removed, with part of the clusters in dest.img (it comes back paused).  chainadm create finds the copy
 # recorded in snap.img and loads the same table: the kernel must take
 # the destination it records, clusters and all, and finish the copy.
 
@@ -225,6 +225,8 @@ if "$CHAINADM" format -q --size $((8 << 20)) --cluster-size $CS "$work/base.img"
 		> "$work/copy.out" 2>&1
 	tap_check "$label: the copy starts" test $? = 0
 	sleep 1.5
+	# Paused first: under load the remove alone can outlast the copy.
+	"$CHAINADM" job $DEV --pause
 	"$CHAINADM" remove $DEV
 	held=$(layer_json "$work/dest.img" mapped)
 	log "$label: dest.img held $held of 64 clusters when the device went"
@@ -234,7 +236,7 @@ if "$CHAINADM" format -q --size $((8 << 20)) --cluster-size $CS "$work/base.img"
 	rc=$?
 	sed 's/^/# /' "$work/create.out"
 	tap_check "$label: create loads the recorded copy onto its destination" test $rc = 0
-	"$CHAINADM" job $DEV --bandwidth 0 >/dev/null 2>&1
+	"$CHAINADM" job $DEV --bandwidth 0 --resume >/dev/null 2>&1
 	timeout 300 "$CHAINADM" job $DEV --pivot --wait > "$work/copy.out" 2>&1
 	rc=$?
 	sed 's/^/# /' "$work/copy.out"
