@@ -924,12 +924,7 @@ void chain_request_commit(struct chain_c *cc)
 	wake_worker(cc);
 }
 
-/*
- * Raise an event each time the active layer's used share crosses a whole
- * percent, up as it fills or down after it grew: a monitor waiting on
- * events (chainadm monitor) can then grow the layer before it is full.
- * The worker and the commit tick, which may run at once; may block.
- */
+/* The active layer's used share, in whole percent. */
 static unsigned int used_pct(struct dm_chain_metadata *cmd)
 {
 	u64 used, total;
@@ -938,6 +933,12 @@ static unsigned int used_pct(struct dm_chain_metadata *cmd)
 	return total ? div64_u64(used * 100, total) : 100;
 }
 
+/*
+ * Raise an event each time the active layer's used share crosses a whole
+ * percent, up as it fills or down after it grew: a monitor waiting on
+ * events (chainadm monitor) can then grow the layer before it is full.
+ * The worker and the commit tick, which may run at once; may block.
+ */
 static void space_event(struct chain_c *cc)
 {
 	unsigned int pct = used_pct(cc->cmd);

@@ -221,13 +221,14 @@ static int extend(const char *name, const struct grow *g, bool *grew)
 		goto out;
 	/* What the target will hold after the resume (open's rounding). */
 	room = bytes / a.cluster_size - a.data_offset / a.cluster_size;
+	if (room <= lv.s.total && no_room(&lv.s)) {
+		errmsg(name, "the active layer %s did not grow and is full: grow it first (a file: chainadm extend %s --layer-size +SIZE; an LV: lvextend), then run chainadm extend %s",
+		       a.label, name, name);
+		goto out;
+	}
 	if (room <= lv.s.total) {
-		if (no_room(&lv.s))
-			errmsg(name, "the active layer %s did not grow and is full: grow it first (a file: chainadm extend %s --layer-size +SIZE; an LV: lvextend), then run chainadm extend %s",
-			       a.label, name, name);
-		else
-			say_space(name, &a, &lv.s);	/* nothing to take on */
-		r = no_room(&lv.s) ? -1 : 0;
+		say_space(name, &a, &lv.s);	/* nothing to take on */
+		r = 0;
 		goto out;
 	}
 	if (dm_op_suspend(name))
