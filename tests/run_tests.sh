@@ -190,6 +190,12 @@ fi
 read -r -a first_only <<< "$(sed -n 's/^first_only=//p' "$tests_dir/settings" 2>/dev/null)"
 read -r -a second <<< "$(sed -n 's/^second_guest=//p' "$tests_dir/settings" 2>/dev/null)"
 read -r -a third <<< "$(sed -n 's/^third_guest=//p' "$tests_dir/settings" 2>/dev/null)"
+# other_kernels_env=: settings for the guests of kernels after the first
+# (none with FULL=1 or when tests are named), for shorter forms there.
+read -r -a other_env <<< "$(sed -n 's/^other_kernels_env=//p' "$tests_dir/settings" 2>/dev/null)"
+if [ ${#selected[@]} -ne 0 ] || [ "${FULL:-0}" = 1 ]; then
+	other_env=()
+fi
 listed() {	# listed TEST NAME... : TEST (guest/x) is one of the names
 	local t=$1 f
 	shift
@@ -233,13 +239,14 @@ echo "1..$(( ${#htests[@]} + nguest ))"
 declare -A gpid=()
 
 boot() {	# boot UNIT : its guest tests on its kernel, output to $gdir/UNIT
-	local tests guest_timeout=30 t
+	local tests guest_timeout=30 t envs=()
 	mapfile -t tests < "$gdir/list.$1"
+	[ "${1%.*}" = "${kernels[0]}" ] || envs=("${other_env[@]}")
 	for t in "${tests[@]}"; do
 		guest_timeout=$((guest_timeout + $(limit_of "$t") + 15))
 	done
 	: > "$gdir/$1"
-	(cd "$repo" && "$repo/tools/guest-run" -k "${1%.*}" -t "$guest_timeout" \
+	(cd "$repo" && env "${envs[@]}" "$repo/tools/guest-run" -k "${1%.*}" -t "$guest_timeout" \
 			-- tests/run_tests.sh --in-guest "${tests[@]}" >> "$gdir/$1" 2>&1
 	 echo "@@guest-run-exit $?" >> "$gdir/$1") &
 	gpid[$1]=$!

@@ -28,6 +28,7 @@
  * Layer indexes: the table counts from the bottom (0), users count virsh
  * style from the active layer (name[0]); live_find_layer() converts.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -86,11 +87,28 @@ struct job_opts {
 
 #define HAS(o, x)	((o)->given & OPT(x))
 
+/*
+ * --bandwidth: a plain number is MiB/s, as virsh takes it; with a K, M or G
+ * suffix it is that many bytes per second (512K), for limits under 1 MiB/s.
+ */
+static int parse_bandwidth(const char *s, uint64_t *bw)
+{
+	unsigned long mib;
+	size_t n = strlen(s);
+
+	if (n && isdigit((unsigned char)s[n - 1])) {
+		if (parse_uint("--bandwidth", s, ULONG_MAX >> 20, &mib))
+			return -1;
+		*bw = (uint64_t)mib << 20;
+		return 0;
+	}
+	return parse_size("--bandwidth", s, bw);
+}
+
 /* 0, 1 after --help, or -1 after a usage error. */
 static int parse_job_opts(int argc, char **argv, unsigned int allowed,
 			  struct job_opts *o)
 {
-	unsigned long mib;
 	int c, bit;
 
 	memset(o, 0, sizeof(*o));
@@ -115,9 +133,8 @@ static int parse_job_opts(int argc, char **argv, unsigned int allowed,
 		else if (bit == O_TOP)
 			o->top = optarg;
 		else if (bit == O_BANDWIDTH) {
-			if (parse_uint("--bandwidth", optarg, ULONG_MAX >> 20, &mib))
+			if (parse_bandwidth(optarg, &o->bandwidth))
 				return -1;
-			o->bandwidth = (uint64_t)mib << 20;
 		}
 	}
 	if (HAS(o, O_VERBOSE))

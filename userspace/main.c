@@ -78,7 +78,8 @@ static const struct verb verbs[] = {
 	  "Pull the data of lower layers up into the active layer (stream).",
 	  "     --base <layer>         keep this layer and the ones below it\n"
 	  "                            (default: all, the active layer stands alone)\n"
-	  "     --bandwidth <MiB/s>    limit the copy rate (0: unlimited)\n"
+	  "     --bandwidth <rate>     limit the copy rate: MiB/s, or bytes/s with a\n"
+	  "                            suffix (512K); 0: unlimited\n"
 	  JOB_WAIT_OPTIONS
 	  "     --json                 print the job as JSON at the end\n",
 	  cmd_pull },
@@ -92,7 +93,8 @@ static const struct verb verbs[] = {
 	  "     --pivot                when ready, make the base the active layer\n"
 	  "     --keep-overlay         when ready, end the job, keeping the chain\n"
 	  "     --force                commit into a base another device uses\n"
-	  "     --bandwidth <MiB/s>    limit the copy rate (0: unlimited)\n"
+	  "     --bandwidth <rate>     limit the copy rate: MiB/s, or bytes/s with a\n"
+	  "                            suffix (512K); 0: unlimited\n"
 	  JOB_WAIT_OPTIONS
 	  "     --json                 print the job as JSON at the end\n",
 	  cmd_commit },
@@ -105,7 +107,8 @@ static const struct verb verbs[] = {
 	  "     --pivot                when ready, switch the device to dest\n"
 	  "     --finish               when ready, end the copy: dest keeps the disk\n"
 	  "                            of that moment, the device stays as it is\n"
-	  "     --bandwidth <MiB/s>    limit the copy rate (0: unlimited)\n"
+	  "     --bandwidth <rate>     limit the copy rate: MiB/s, or bytes/s with a\n"
+	  "                            suffix (512K); 0: unlimited\n"
 	  JOB_WAIT_OPTIONS
 	  "     --json                 print the job as JSON at the end\n",
 	  cmd_copy },
@@ -118,7 +121,8 @@ static const struct verb verbs[] = {
 	  "                            of that moment) or an active commit\n"
 	  "     --pause                stop issuing copies\n"
 	  "     --resume               go on after --pause, or retry a failed job\n"
-	  "     --bandwidth <MiB/s>    change the rate limit (0: unlimited)\n"
+	  "     --bandwidth <rate>     change the rate limit: MiB/s, or bytes/s with\n"
+	  "                            a suffix (512K); 0: unlimited\n"
 	  JOB_WAIT_OPTIONS
 	  "     --json                 print JSON\n",
 	  cmd_job },

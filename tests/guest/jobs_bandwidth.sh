@@ -119,6 +119,16 @@ if stack_fresh cur; then
 	tap_check "$L: job --json describes the paused stream" \
 		eval 'test $rc = 0 && grep -q "\"type\": \"stream\"" "$work/info.json" &&
 		      grep -q "\"phase\": \"paused\"" "$work/info.json"'
+	tap_check "$L: job --bandwidth 512K" "$CHAINADM" job $DEV --bandwidth 512K
+	tap_check "$L: the status shows the limit, 524288 bytes/s" \
+		test "$(job_field $DEV bandwidth)" = 524288
+	out=$("$CHAINADM" job $DEV --bandwidth 5X 2>&1)
+	rc=$?
+	log "$out"
+	tap_check "$L: job --bandwidth 5X is refused, naming the suffixes" \
+		eval 'test $rc != 0 && echo "$out" | grep -q "use K, M, G"'
+	tap_check "$L: the limit is unchanged, 524288 bytes/s" \
+		test "$(job_field $DEV bandwidth)" = 524288
 	tap_check "$L: job --bandwidth 4" "$CHAINADM" job $DEV --bandwidth 4
 	tap_check "$L: the status shows the new limit, 4194304 bytes/s" \
 		test "$(job_field $DEV bandwidth)" = $((4 * MIB))
