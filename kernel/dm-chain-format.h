@@ -57,8 +57,10 @@
 /* Header state flags (dm_chain_disk_header.flags). */
 #define DM_CHAIN_FLAG_NEEDS_CHECK	(1u << 0) /* metadata error seen */
 #define DM_CHAIN_FLAG_INVALIDATED	(1u << 1) /* content committed below */
+#define DM_CHAIN_FLAG_COPY_DEST		(1u << 2) /* a copy into it is unfinished */
 #define DM_CHAIN_FLAGS_KNOWN		(DM_CHAIN_FLAG_NEEDS_CHECK | \
-					 DM_CHAIN_FLAG_INVALIDATED)
+					 DM_CHAIN_FLAG_INVALIDATED | \
+					 DM_CHAIN_FLAG_COPY_DEST)
 
 /* Feature bits: none are defined in version 2. */
 #define DM_CHAIN_INCOMPAT_KNOWN		0ULL

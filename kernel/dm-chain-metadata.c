@@ -163,6 +163,9 @@ struct dm_chain_metadata {
 	enum chain_metadata_mode mode;	/* only gets worse; see _failed() */
 	bool stale;			/* a reload failed: build the index again */
 	bool needs_check;
+	/* Fixed at open. */
+	bool raw_view;			/* dm_chain_raw_view_open() */
+	bool copy_dest;			/* DM_CHAIN_OPEN_COPY_DEST */
 };
 
 __u32 dm_chain_crc32c(__u32 seed, const void *data, size_t len)
@@ -240,6 +243,13 @@ static int check_link(struct dm_chain_metadata *cmd, unsigned int l,
 	if (info->flags & DM_CHAIN_FLAG_INVALIDATED) {
 		snprintf(err, err_len,
 			 "Layer %u was invalidated by a commit into a lower layer; drop it from the chain",
+			 l);
+		return -EINVAL;
+	}
+	if ((info->flags & DM_CHAIN_FLAG_COPY_DEST) &&
+	    !(cmd->copy_dest && l == cmd->top)) {
+		snprintf(err, err_len,
+			 "Layer %u is the unfinished destination of a copy: copy into it again (chainadm copy --reuse-external) or format it anew",
 			 l);
 		return -EINVAL;
 	}
@@ -1013,14 +1023,14 @@ static int alloc_metadata(struct dm_chain_metadata *cmd, unsigned int nr)
 	cmd->buf = vmalloc(TABLE_IO_BLOCKS * DM_CHAIN_BLOCK_SIZE);
 	cmd->map_buf = kmalloc(DM_CHAIN_BLOCK_SIZE, GFP_KERNEL);
 	cmd->io_client = dm_io_client_create();
-	if (!cmd->layers || !cmd->buf || !cmd->map_buf)
-		return -ENOMEM;
 	if (IS_ERR(cmd->io_client)) {
 		int r = PTR_ERR(cmd->io_client);
 
 		cmd->io_client = NULL;
 		return r;
 	}
+	if (!cmd->layers || !cmd->buf || !cmd->map_buf)
+		return -ENOMEM;
 	return 0;
 }
 
@@ -1038,17 +1048,16 @@ static void free_metadata(struct dm_chain_metadata *cmd)
 	kfree(cmd);
 }
 
-struct dm_chain_metadata *dm_chain_metadata_open(struct block_device **bdevs,
-						 unsigned int nr, bool base_raw,
-						 u64 virtual_size,
-						 char *err, size_t err_len)
+/* The metadata object of nr layers, nothing read yet. */
+static struct dm_chain_metadata *new_metadata(struct block_device **bdevs,
+					      unsigned int nr,
+					      unsigned int flags,
+					      u64 virtual_size,
+					      char *err, size_t err_len)
 {
 	struct dm_chain_metadata *cmd;
 	unsigned int l;
 	int r;
-
-	BUILD_BUG_ON(sizeof(struct dm_chain_disk_header) != DM_CHAIN_BLOCK_SIZE);
-	BUILD_BUG_ON(sizeof(struct dm_chain_job_record) != DM_CHAIN_JOB_SIZE);
 
 	cmd = kzalloc(sizeof(*cmd), GFP_KERNEL);
 	if (!cmd) {
@@ -1061,16 +1070,47 @@ struct dm_chain_metadata *dm_chain_metadata_open(struct block_device **bdevs,
 	cmd->nr_layers = nr;
 	cmd->top = nr - 1;
 	cmd->virtual_size = virtual_size;
+	cmd->copy_dest = flags & DM_CHAIN_OPEN_COPY_DEST;
 	r = alloc_metadata(cmd, nr);
 	if (r) {
 		snprintf(err, err_len, "Cannot allocate metadata buffers");
-		goto bad;
+		free_metadata(cmd);
+		return ERR_PTR(r);
 	}
 	for (l = 0; l < nr; l++) {
 		cmd->layers[l].bdev = bdevs[l];
-		cmd->layers[l].raw = base_raw && !l;
+		cmd->layers[l].raw = (flags & DM_CHAIN_OPEN_RAW_BASE) && !l;
 	}
+	return cmd;
+}
 
+/* The index directory, once the geometry is known. */
+static int alloc_dir(struct dm_chain_metadata *cmd, char *err, size_t err_len)
+{
+	set_leaf_shift(cmd);
+	cmd->dir = kvcalloc(cmd->nr_slots, sizeof(u64), GFP_KERNEL);
+	if (cmd->dir)
+		return 0;
+	snprintf(err, err_len, "Cannot allocate the index directory for %llu clusters",
+		 cmd->nr_clusters);
+	return -ENOMEM;
+}
+
+struct dm_chain_metadata *dm_chain_metadata_open(struct block_device **bdevs,
+						 unsigned int nr,
+						 unsigned int flags,
+						 u64 virtual_size,
+						 char *err, size_t err_len)
+{
+	struct dm_chain_metadata *cmd;
+	int r;
+
+	BUILD_BUG_ON(sizeof(struct dm_chain_disk_header) != DM_CHAIN_BLOCK_SIZE);
+	BUILD_BUG_ON(sizeof(struct dm_chain_job_record) != DM_CHAIN_JOB_SIZE);
+
+	cmd = new_metadata(bdevs, nr, flags, virtual_size, err, err_len);
+	if (IS_ERR(cmd))
+		return cmd;
 	r = check_layers(cmd, err, err_len);
 	if (r)
 		goto bad;
@@ -1078,14 +1118,9 @@ struct dm_chain_metadata *dm_chain_metadata_open(struct block_device **bdevs,
 	cmd->nr_clusters = cmd->layers[cmd->top].info.nr_clusters;
 	cmd->nr_table_blocks = cmd->layers[cmd->top].info.table_size /
 			       DM_CHAIN_BLOCK_SIZE;
-	set_leaf_shift(cmd);
-	cmd->dir = kvcalloc(cmd->nr_slots, sizeof(u64), GFP_KERNEL);
-	if (!cmd->dir) {
-		snprintf(err, err_len, "Cannot allocate the index directory for %llu clusters",
-			 cmd->nr_clusters);
-		r = -ENOMEM;
+	r = alloc_dir(cmd, err, err_len);
+	if (r)
 		goto bad;
-	}
 	r = build_index(cmd, err, err_len);
 	if (r)
 		goto bad;
@@ -1095,6 +1130,48 @@ struct dm_chain_metadata *dm_chain_metadata_open(struct block_device **bdevs,
 bad:
 	free_metadata(cmd);
 	return ERR_PTR(r);
+}
+
+struct dm_chain_metadata *dm_chain_raw_view_open(struct block_device *bdev,
+						 unsigned int cluster_shift,
+						 u64 virtual_size,
+						 char *err, size_t err_len)
+{
+	struct dm_chain_metadata *cmd;
+	u64 slot;
+	int r;
+
+	if (!virtual_size || virtual_size % DM_CHAIN_BLOCK_SIZE) {
+		snprintf(err, err_len,
+			 "A copy of a lone raw layer needs a size that is a multiple of %u bytes, not %llu",
+			 DM_CHAIN_BLOCK_SIZE, virtual_size);
+		return ERR_PTR(-EINVAL);
+	}
+	cmd = new_metadata(&bdev, 1, DM_CHAIN_OPEN_RAW_BASE, virtual_size,
+			   err, err_len);
+	if (IS_ERR(cmd))
+		return cmd;
+	cmd->raw_view = true;
+	cmd->cluster_shift = cluster_shift;
+	cmd->nr_clusters = DIV_ROUND_UP_ULL(virtual_size, 1ULL << cluster_shift);
+	r = alloc_dir(cmd, err, err_len);
+	if (r) {
+		free_metadata(cmd);
+		return ERR_PTR(r);
+	}
+	/* Every leaf one extent: cluster vc in place, host cluster vc. */
+	for (slot = 0; slot < cmd->nr_slots; slot++)
+		cmd->dir[slot] = make_extent(chain_entry(0, CHAIN_MAPPED,
+							 slot << cmd->leaf_shift));
+	cmd->data_end = cmd->nr_clusters;
+	cmd->dev_clusters = cmd->nr_clusters;
+	cmd->mode = CHAIN_MODE_WRITE;
+	return cmd;
+}
+
+bool dm_chain_is_raw_view(struct dm_chain_metadata *cmd)
+{
+	return cmd->raw_view;
 }
 
 void dm_chain_metadata_close(struct dm_chain_metadata *cmd)
@@ -1148,6 +1225,8 @@ int dm_chain_metadata_refresh(struct dm_chain_metadata *cmd)
 	u64 clusters;
 	int r = 0;
 
+	if (cmd->raw_view)
+		return 0;	/* no header to read; its size is the table's */
 	mutex_lock(&cmd->commit_lock);
 	if (!dm_chain_dirty(cmd))
 		r = reload_if_changed(cmd);
@@ -1658,6 +1737,13 @@ int dm_chain_commit(struct dm_chain_metadata *cmd, bool flush)
 	spin_lock_irq(&cmd->lock);
 	seq = cmd->change_seq;
 	spin_unlock_irq(&cmd->lock);
+	if (cmd->raw_view) {
+		/* Data is in place and the job record in memory: flush only. */
+		r = flush ? flush_device(cmd, bdev) : 0;
+		if (!r)
+			WRITE_ONCE(cmd->committed_seq, seq);
+		goto out;
+	}
 	if (seq == cmd->committed_seq) {
 		/* Nothing to write; a FLUSH still owes the device a flush. */
 		r = flush ? flush_device(cmd, bdev) : 0;
@@ -1698,7 +1784,8 @@ void dm_chain_metadata_failed(struct dm_chain_metadata *cmd, const char *op,
 	if (cmd->mode < CHAIN_MODE_READ_ONLY)
 		cmd->mode = CHAIN_MODE_READ_ONLY;
 	spin_unlock_irq(&cmd->lock);
-	if (cmd->needs_check)
+	/* A raw layer has no header: never write one over its data. */
+	if (cmd->needs_check || cmd->raw_view)
 		return;
 	cmd->needs_check = true;
 

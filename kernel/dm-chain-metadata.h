@@ -58,17 +58,36 @@ enum chain_metadata_mode {
 	CHAIN_MODE_FAIL,
 };
 
+/* dm_chain_metadata_open() flags */
+#define DM_CHAIN_OPEN_RAW_BASE	BIT(0)	/* bdevs[0] is a raw device */
+#define DM_CHAIN_OPEN_COPY_DEST	BIT(1)	/* the top is a copy's destination */
+
 /*
  * Read and validate every layer, check that they form one chain, and build
- * the index.  bdevs[0] is the bottom layer, bdevs[nr - 1] the active one;
- * base_raw says whether bdevs[0] is a raw device.  virtual_size is the
- * target length in bytes.  On failure returns an ERR_PTR and fills err.
- * May block.
+ * the index.  bdevs[0] is the bottom layer, bdevs[nr - 1] the active one.
+ * Only a view with DM_CHAIN_OPEN_COPY_DEST takes a top layer marked as
+ * the unfinished destination of a copy.  virtual_size is the target
+ * length in bytes.  On failure returns an ERR_PTR and fills err.  May
+ * block.
  */
 struct dm_chain_metadata *dm_chain_metadata_open(struct block_device **bdevs,
-						 unsigned int nr, bool base_raw,
+						 unsigned int nr,
+						 unsigned int flags,
 						 u64 virtual_size,
 						 char *err, size_t err_len);
+
+/*
+ * A lone raw layer seen as a chain of one layer that holds every cluster
+ * in place (host cluster = virtual cluster), with clusters of 1 <<
+ * cluster_shift bytes: the source of a copy of a lone raw device.  No
+ * header and no table is read or written: a commit only flushes, and the
+ * job record lives in memory.  May block.
+ */
+struct dm_chain_metadata *dm_chain_raw_view_open(struct block_device *bdev,
+						 unsigned int cluster_shift,
+						 u64 virtual_size,
+						 char *err, size_t err_len);
+bool dm_chain_is_raw_view(struct dm_chain_metadata *cmd);
 
 /* Commit if needed and free everything.  May block. */
 void dm_chain_metadata_close(struct dm_chain_metadata *cmd);

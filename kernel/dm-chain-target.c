@@ -783,13 +783,18 @@ static void zero_cluster(struct chain_c *cc, struct bio *bio)
 
 static void process_discard(struct chain_c *cc, struct bio *bio)
 {
-	if (bio_covers_cluster(cc, bio)) {
+	struct chain_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
+
+	/* A raw layer cannot drop a cluster: its discards are advisory. */
+	if (bio_covers_cluster(cc, bio) && !cc->raw_view) {
 		zero_cluster(cc, bio);
 		return;
 	}
 	/* Part of a cluster: advisory, pass down only where we own it. */
 	if (can_pass_discard(cc) && remap_if_owned(cc, bio))
 		return;
+	/* Nothing changed: no job needs to copy the cluster again. */
+	pb->mirrored = true;
 	bio_endio(bio);
 }
 
@@ -825,7 +830,7 @@ static void process_write_zeroes(struct chain_c *cc, struct bio *bio)
 	struct chain_bio *pb = dm_per_bio_data(bio, sizeof(*pb));
 	u64 e;
 
-	if (bio_covers_cluster(cc, bio)) {
+	if (bio_covers_cluster(cc, bio) && !cc->raw_view) {
 		zero_cluster(cc, bio);
 		return;
 	}
@@ -941,7 +946,11 @@ static unsigned int used_pct(struct dm_chain_metadata *cmd)
  */
 static void space_event(struct chain_c *cc)
 {
-	unsigned int pct = used_pct(cc->cmd);
+	unsigned int pct;
+
+	if (cc->raw_view)
+		return;		/* a raw layer's space never changes */
+	pct = used_pct(cc->cmd);
 
 	if (xchg(&cc->space_pct, pct) != pct)
 		dm_table_event(cc->ti->table);
@@ -1194,6 +1203,32 @@ static int parse_table(struct dm_arg_set *as, struct chain_c *cc,
 	return 0;
 }
 
+/*
+ * The view a copy of a lone raw layer reads through: clusters of the
+ * chain destination's size (the job walks both by one cluster number), or
+ * 64 KiB for a raw destination.  A full copy: parse_features() refuses a
+ * shallow one, with no layer below the active one.
+ */
+static struct dm_chain_metadata *open_raw_view(struct chain_c *cc,
+					       struct dm_target *ti, char *err)
+{
+	struct block_device *dest = cc->mirror_dev->bdev;
+	u64 size = (u64)ti->len << SECTOR_SHIFT;
+	unsigned int shift = ilog2(DM_CHAIN_DEFAULT_CLUSTER_SIZE);
+	struct dm_chain_metadata *v;
+
+	if (!cc->mirror_raw) {
+		v = dm_chain_metadata_open(&dest, 1, DM_CHAIN_OPEN_COPY_DEST,
+					   size, err, ERR_LEN);
+		if (IS_ERR(v))
+			return v;
+		shift = dm_chain_cluster_shift(v);
+		dm_chain_metadata_close(v);
+	}
+	return dm_chain_raw_view_open(cc->devs[0]->bdev, shift, size, err,
+				      ERR_LEN);
+}
+
 static int open_metadata(struct chain_c *cc, struct dm_target *ti)
 {
 	struct dm_chain_metadata *cmd;
@@ -1202,29 +1237,37 @@ static int open_metadata(struct chain_c *cc, struct dm_target *ti)
 	unsigned int l;
 
 	if (cc->nr_layers == 1 && cc->base_raw) {
-		/* A lone raw layer is written in place, like dm-linear. */
 		if (bdev_nr_sectors(cc->devs[0]->bdev) < ti->len)
 			return ctr_fail(ti,
 					"Raw layer is truncated: %llu sectors, target length %llu",
 					(u64)bdev_nr_sectors(cc->devs[0]->bdev),
 					(u64)ti->len);
-		return 0;
+		/* A lone raw layer is written in place, like dm-linear... */
+		if (!cc->mirror_dev)
+			return 0;
+		/* ...and through a view of it while it is copied. */
+		cmd = open_raw_view(cc, ti, err);
+	} else {
+		bdevs = kmalloc_array(cc->nr_layers, sizeof(*bdevs),
+				      GFP_KERNEL);
+		if (!bdevs) {
+			ti->error = "Cannot allocate the layer list";
+			return -ENOMEM;
+		}
+		for (l = 0; l < cc->nr_layers; l++)
+			bdevs[l] = cc->devs[l]->bdev;
+		cmd = dm_chain_metadata_open(bdevs, cc->nr_layers,
+					     cc->base_raw ? DM_CHAIN_OPEN_RAW_BASE : 0,
+					     (u64)ti->len << SECTOR_SHIFT, err,
+					     ERR_LEN);
+		kfree(bdevs);
 	}
-	bdevs = kmalloc_array(cc->nr_layers, sizeof(*bdevs), GFP_KERNEL);
-	if (!bdevs) {
-		ti->error = "Cannot allocate the layer list";
-		return -ENOMEM;
-	}
-	for (l = 0; l < cc->nr_layers; l++)
-		bdevs[l] = cc->devs[l]->bdev;
-	cmd = dm_chain_metadata_open(bdevs, cc->nr_layers, cc->base_raw,
-				     (u64)ti->len << SECTOR_SHIFT, err, ERR_LEN);
-	kfree(bdevs);
 	if (IS_ERR(cmd)) {
 		ti->error = err;
 		return PTR_ERR(cmd);
 	}
 	cc->cmd = cmd;
+	cc->raw_view = dm_chain_is_raw_view(cmd);
 	cc->space_pct = used_pct(cmd);
 	cc->cluster_shift = dm_chain_cluster_shift(cmd) - SECTOR_SHIFT;
 	cc->cluster_sectors = 1 << cc->cluster_shift;
@@ -1654,6 +1697,13 @@ static void chain_postsuspend(struct dm_target *ti)
 	chain_job_postsuspend(cc);
 	flush_workqueue(cc->wq);
 	commit_and_complete(cc);
+	/*
+	 * A chain's commit ends with a header written with PREFLUSH; a raw
+	 * view has none to write: flush it, so that a suspend leaves the raw
+	 * layer as durable as the copy's destination (errors are logged).
+	 */
+	if (cc->raw_view)
+		dm_chain_commit(cc->cmd, true);
 }
 
 static int chain_preresume(struct dm_target *ti)
@@ -1748,8 +1798,9 @@ static void chain_status(struct dm_target *ti, status_type_t type,
 
 	switch (type) {
 	case STATUSTYPE_INFO:
-		if (!cc->cmd) {
-			DMEMIT("%u - - rw - ok", cc->nr_layers);
+		if (!cc->cmd || cc->raw_view) {
+			DMEMIT("%u - - %s - ok", cc->nr_layers,
+			       modes[cc->cmd ? dm_chain_mode(cc->cmd) : 0]);
 			sz = chain_job_status(cc, result, maxlen, sz);
 			break;
 		}
@@ -1831,7 +1882,7 @@ static void chain_io_hints(struct dm_target *ti, struct queue_limits *limits)
 
 static struct target_type chain_target = {
 	.name = "chain",
-	.version = {1, 2, 0},
+	.version = {1, 3, 0},
 	.module = THIS_MODULE,
 	.ctr = chain_ctr,
 	.dtr = chain_dtr,

@@ -78,7 +78,12 @@ struct chain_bio {
 
 struct chain_c {
 	struct dm_target *ti;
-	struct dm_chain_metadata *cmd;	/* NULL for a lone raw layer */
+	/*
+	 * NULL for a lone raw layer, but a raw view of it while a table
+	 * copies it (feature mirror): raw_view.
+	 */
+	struct dm_chain_metadata *cmd;
+	bool raw_view;
 	unsigned int nr_layers;
 	bool base_raw;
 	unsigned int cluster_shift;	/* in sectors */

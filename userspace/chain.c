@@ -318,6 +318,10 @@ int chain_check_usable(const struct chain *c)
 			errmsg(l->path, "invalidated by a commit into a lower layer: drop it from the chain");
 			return -1;
 		}
+		if (l->info.flags & DM_CHAIN_FLAG_COPY_DEST) {
+			errmsg(l->path, "the unfinished destination of a copy (cut short before its pivot or finish): copy into it again with 'chainadm copy --reuse-external', or format it anew");
+			return -1;
+		}
 	}
 	return 0;
 }

@@ -108,6 +108,8 @@ static int check_header(struct check *ck)
 		warnmsg(ck->l.path, "the needs-check flag is set: the kernel saw a metadata error on this layer; if this check finds no error, clear it with --clear-needs-check");
 	if (ck->l.info.flags & DM_CHAIN_FLAG_INVALIDATED)
 		warnmsg(ck->l.path, "invalidated by a commit into a lower layer; not usable on its own");
+	if (ck->l.info.flags & DM_CHAIN_FLAG_COPY_DEST)
+		warnmsg(ck->l.path, "the unfinished destination of a copy; not usable until a copy into it finishes");
 	return 0;
 }
 

@@ -9,7 +9,9 @@
 #include "job.h"
 #include "json.h"
 
-static const char *const flag_names[] = { "needs-check", "invalidated" };
+static const char *const flag_names[] = {
+	"needs-check", "invalidated", "copy-destination"
+};
 
 static void print_flags_human(__u32 flags)
 {
@@ -17,7 +19,7 @@ static void print_flags_human(__u32 flags)
 	const char *sep = "";
 
 	printf("flags:");
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < sizeof(flag_names) / sizeof(flag_names[0]); i++) {
 		if (flags & (1u << i)) {
 			printf("%s %s", sep, flag_names[i]);
 			sep = ",";
@@ -173,7 +175,7 @@ static void print_json(struct json *j, const struct layer *l,
 		json_u64(j, "generation", info->generation);
 		json_u64(j, "header-slot", info->slot);
 		json_open(j, "flags", '[');
-		for (i = 0; i < 2; i++)
+		for (i = 0; i < sizeof(flag_names) / sizeof(flag_names[0]); i++)
 			if (info->flags & (1u << i))
 				json_str(j, NULL, flag_names[i]);
 		json_close(j, ']');

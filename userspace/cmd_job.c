@@ -249,14 +249,11 @@ static void not_ready(const char *name, const struct chain_job_status *js,
 }
 
 /*
- * Under change_begin(): the job must be ready as the kernel reports it
- * now (the device is suspended: it stays so until the resume) and as the
- * record of the active layer says (the suspend committed it).  rec gets
- * the record; what and opt as for not_ready().
+ * Under change_begin(): the kernel reports a ready commit or copy now
+ * (the device is suspended: it stays so until the resume); what and opt
+ * as for not_ready().
  */
-static int ready_suspended(struct change *ch, struct stack *s,
-			   struct job_record *rec, unsigned int want,
-			   unsigned int want2, const char *what, const char *opt)
+static int ready_now(struct change *ch, const char *what, const char *opt)
 {
 	const char *name = ch->lv->name;
 	struct dm_target_line line;
@@ -279,7 +276,21 @@ static int ready_suspended(struct change *ch, struct stack *s,
 		not_ready(name, &st.job, what, opt);
 		return -1;
 	}
-	if (active_record(s, rec, want, want2))
+	return 0;
+}
+
+/*
+ * ready_now(), and the record of the active layer says ready too (the
+ * suspend committed it).  rec gets the record.
+ */
+static int ready_suspended(struct change *ch, struct stack *s,
+			   struct job_record *rec, unsigned int want,
+			   unsigned int want2, const char *what, const char *opt)
+{
+	const char *name = ch->lv->name;
+
+	if (ready_now(ch, what, opt) ||
+	    active_record(s, rec, want, want2))
 		return -1;
 	if (rec->phase != DM_CHAIN_PHASE_READY) {
 		errmsg(name, "the kernel reports the job ready, but the record of the active layer says %s (not written yet: the metadata is read-only?): not %s; see chainadm status %s",
@@ -347,6 +358,55 @@ static char *mirror_table(const struct live *lv)
 	return params;
 }
 
+/* A lone raw device: no header of its own to record a job in. */
+static bool lone_raw(const struct live *lv)
+{
+	return lv->t.n == 1 && lv->t.raw_base;
+}
+
+/*
+ * A ready copy of a lone raw device: pivot to its destination, or finish
+ * (the device goes on alone).  Under the suspend a chain destination's
+ * copy-destination flag is cleared, then the table swapped: from the
+ * clear on, the destination is a whole image of this moment.  The flag
+ * comes back if the swap fails.
+ */
+static int end_lone_copy(struct live *lv, bool finish)
+{
+	const struct chain_mirror *m = &lv->t.mirror;
+	struct dm_chain_layer_info info;
+	struct layer *dl;
+	struct change ch;
+	int r;
+
+	if (change_begin(&ch, lv))
+		return -1;
+	r = ready_now(&ch, finish ? "finishing" : "pivoting",
+		      finish ? "finish" : "pivot");
+	if (!r && !m->raw) {
+		dl = change_layer(&ch, m->dest);
+		if (dl) {
+			info = dl->info;
+			info.flags &= ~DM_CHAIN_FLAG_COPY_DEST;
+			r = txn_write(&ch.txn, dl, &info);
+		} else {
+			r = -1;
+		}
+		if (!r)
+			test_stall("copy-dest-cleared");
+	}
+	if (!r && finish)
+		r = dm_op_message(lv->name, "job cancel", NULL);
+	if (!r)
+		ch.params = finish ? table_without(lv, 0, 1, "") :
+				     mirror_table(lv);
+	r = change_commit(&ch);
+	if (!r)
+		test_stall("copy-swapped");
+	change_end(&ch);
+	return r;
+}
+
 /*
  * A ready active commit or mirror: switch to the base or the destination.
  * The pivot intent goes first, so that a crash from here on is rolled
@@ -362,6 +422,8 @@ static int pivot(struct live *lv)
 	bool mirror;
 	int r;
 
+	if (lone_raw(lv))
+		return end_lone_copy(lv, false);
 	if (change_begin(&ch, lv))
 		return -1;
 	live_stack(&s, &ch);
@@ -402,6 +464,8 @@ static int finish_mirror(struct live *lv)
 	struct job_record rec;
 	int r;
 
+	if (lone_raw(lv))
+		return end_lone_copy(lv, true);
 	if (change_begin(&ch, lv))
 		return -1;
 	live_stack(&s, &ch);
@@ -852,9 +916,11 @@ struct dest {
 	__u8 uuid[DM_CHAIN_UUID_SIZE];
 };
 
+/* A lone raw device has no clusters: a new destination gets 64 KiB. */
 static uint32_t live_cluster_size(const struct live *lv)
 {
-	return lv->s.cluster_sectors << 9;
+	return lone_raw(lv) ? DM_CHAIN_DEFAULT_CLUSTER_SIZE :
+			      lv->s.cluster_sectors << 9;
 }
 
 /* An existing chain destination must be able to take the copy. */
@@ -871,7 +937,8 @@ static int check_chain_dest(const struct live *lv, struct dest *d,
 	snprintf(want, sizeof(want), "chainadm format --size %llu --cluster-size %u%s",
 		 (unsigned long long)(lv->line.len << 9), live_cluster_size(lv),
 		 d->shallow ? " --backing <the layer below the active one>" : "");
-	if (info->cluster_size != live_cluster_size(lv) ||
+	/* The copy of a lone raw device takes the destination's clusters. */
+	if ((!lone_raw(lv) && info->cluster_size != live_cluster_size(lv)) ||
 	    info->virtual_size != lv->line.len << 9) {
 		errmsg(d->path, "--reuse-external: cluster size %u and virtual size %llu differ from %u and %llu of %s: prepare it with %s",
 		       info->cluster_size, (unsigned long long)info->virtual_size,
@@ -879,7 +946,15 @@ static int check_chain_dest(const struct live *lv, struct dest *d,
 		       lv->name, want);
 		return -1;
 	}
-	if (info->flags) {
+	/*
+	 * The destination of a copy of a lone raw device cut short may take
+	 * such a copy again; only that copy's pivot or finish clears the mark.
+	 */
+	if ((info->flags & DM_CHAIN_FLAG_COPY_DEST) && !lone_raw(lv)) {
+		errmsg(d->path, "--reuse-external: marked copy-destination (a copy of a raw device into it was cut short): only a copy of a lone raw device takes it again; format a new one");
+		return -1;
+	}
+	if (info->flags & ~DM_CHAIN_FLAG_COPY_DEST) {
 		errmsg(d->path, "--reuse-external: marked %s: not usable as a destination; format a new one",
 		       info->flags & DM_CHAIN_FLAG_NEEDS_CHECK ? "needs-check" : "invalidated");
 		return -1;
@@ -1049,6 +1124,32 @@ static int prepare_dest(const struct live *lv, struct dest *d, bool reuse)
 	return 0;
 }
 
+/*
+ * A lone raw device has no header for the copy's record: the kernel keeps
+ * it in memory, and a chain destination is marked copy-destination until
+ * the pivot or finish, so that nothing assembles it half copied.  A raw
+ * destination carries no mark: it is scratch until the pivot.
+ */
+static int start_lone_copy(struct live *lv, const struct dest *d, dev_t dest,
+			   const char *extra)
+{
+	struct layer *dl;
+	struct change ch;
+	int r = 0;
+
+	if (change_begin(&ch, lv))
+		return -1;
+	if (!d->raw) {
+		dl = change_layer(&ch, dest);
+		r = dl ? txn_set_flag(&ch.txn, dl, DM_CHAIN_FLAG_COPY_DEST) : -1;
+	}
+	if (!r)
+		ch.params = table_without(lv, 0, 1, extra);
+	r = change_commit(&ch);
+	change_end(&ch);
+	return r;
+}
+
 /* Record the copy in the active header, then load the mirror table. */
 static int start_mirror(struct live *lv, const struct dest *d, dev_t dest,
 			const struct job_opts *o)
@@ -1082,6 +1183,8 @@ static int start_mirror(struct live *lv, const struct dest *d, dev_t dest,
 	if (o->bandwidth)
 		snprintf(extra + n, sizeof(extra) - n, " bandwidth:%llu",
 			 (unsigned long long)o->bandwidth);
+	if (lone_raw(lv))
+		return start_lone_copy(lv, d, dest, extra);
 	if (change_begin(&ch, lv))
 		return -1;
 	act = change_layer(&ch, lv->t.dev[lv->t.n - 1]);
@@ -1102,6 +1205,19 @@ static int start_mirror(struct live *lv, const struct dest *d, dev_t dest,
 	r = change_commit(&ch);
 	change_end(&ch);
 	return r;
+}
+
+/* Copies of a lone raw device came with target version 1.3. */
+static bool kernel_copies_raw(const char *name)
+{
+	uint32_t v[3];
+
+	if (dm_op_target_version(CHAIN_TARGET, v) || v[0] > 1 ||
+	    (v[0] == 1 && v[1] >= 3))
+		return true;
+	errmsg(name, "is one raw device, and the loaded dm-chain module (target version %u.%u) cannot copy one: load dm-chain 1.3 or later, or take a snapshot first (chainadm snapshot)",
+	       v[0], v[1]);
+	return false;
 }
 
 int cmd_copy(int argc, char **argv)
@@ -1131,8 +1247,16 @@ int cmd_copy(int argc, char **argv)
 	if (open_idle(&lv, argv[optind], d.path))
 		return EXIT_FAIL;
 	r = -1;
-	if (!lv.s.has_clusters) {
-		errmsg(lv.name, "is one raw device: it has no header to record the copy in; take a snapshot first (chainadm snapshot)");
+	if (lone_raw(&lv) && HAS(&o, O_SHALLOW)) {
+		errmsg(lv.name, "is one raw device: there is no layer below it for a shallow copy to stand on; copy it in full (without --shallow)");
+		goto out;
+	}
+	if (lone_raw(&lv) && !kernel_copies_raw(lv.name))
+		goto out;
+	if (lone_raw(&lv) && (lv.line.len << 9) % DM_CHAIN_BLOCK_SIZE) {
+		errmsg(lv.name, "is %llu bytes, not a multiple of %u: a raw device is copied in whole %u-byte blocks",
+		       (unsigned long long)(lv.line.len << 9), DM_CHAIN_BLOCK_SIZE,
+		       DM_CHAIN_BLOCK_SIZE);
 		goto out;
 	}
 	/* Over no backing layer, shallow and full are the same copy. */

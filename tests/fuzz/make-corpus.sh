@@ -168,7 +168,7 @@ seed bad-version-1 base --slot both version=1
 seed bad-map-offset base --slot both map_offset=8192
 seed bad-map-size base --slot both map_size=0
 seed bad-map-bit base --raw 12288=81
-seed bad-flags base --slot both flags=4
+seed bad-flags base --slot both flags=8
 seed bad-uuid-zero base --slot both uuid=00000000000000000000000000000000
 seed bad-two-uuids base --slot 0 uuid=$U3
 seed bad-cluster-size base --slot both cluster_size=32768 data_end=2

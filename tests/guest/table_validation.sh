@@ -36,7 +36,7 @@ BAD=tv_bad			# the dm device every refused table goes into
 
 [ -x "$CHAINADM" ] || skip_all "userspace/chainadm not built (make -C userspace)"
 
-tap_plan 88
+tap_plan 90
 kmsg_mark
 
 # ---------------------------------------------------------------- helpers
@@ -229,7 +229,7 @@ version 1 s1 --slot both version=3
 version1 1 s1 --slot both version=1
 mapbad 1 s1 --raw 12288=02
 unmarked 1 s1 --unmarked --entry 3=bad:0 --entry 4=mapped:0
-flags4 1 s1 --slot both flags=4
+flags8 1 s1 --slot both flags=8
 uuid0 1 s1 --slot both uuid=00000000000000000000000000000000
 meta 1 s1 --entry 3=mapped:0
 beyond 1 s1 --entry 3=mapped:300
@@ -240,6 +240,7 @@ trunchdr 1 ; truncate s1 4096
 fallback 1 s1 --slot 1 magic=0
 needscheck 1 s1 --slot both flags=1
 invalid 1 s1 --slot both flags=2
+copydest 1 s1 --slot both flags=4
 rawshort 1 ; raw 8388608
 buuid 2 s2 --slot both backing_uuid=00112233445566778899aabbccddeeff
 csize 2 s1 --slot both cluster_size=32768 data_end=2
@@ -460,7 +461,7 @@ else
 fi
 dm_remove "$BAD"
 case_end
-header_case flags4 "an unknown state flag" "Layer 1: unknown state flags 0x4" \
+header_case flags8 "an unknown state flag" "Layer 1: unknown state flags 0x8" \
 	"unknown state flags"
 header_case uuid0 "a zero layer UUID" "Layer 1: layer UUID is zero" "UUID is zero"
 header_case meta "a table entry pointing into metadata" \
@@ -512,6 +513,9 @@ flag_case needscheck "a needs-check layer" "Layer 1 is marked needs-check" \
 	"s1.img: marked needs-check: run chainadm check --clear-needs-check"
 flag_case invalid "an invalidated layer" "Layer 1 was invalidated by a commit" \
 	"s1.img: invalidated by a commit into a lower layer: drop it from the chain"
+flag_case copydest "the unfinished destination of a copy" \
+	"Layer 1 is the unfinished destination of a copy" \
+	"s1.img: the unfinished destination of a copy"
 
 # ---------------------------------------------------------------- chain links
 
