@@ -514,6 +514,9 @@ static void job_layers(const struct live *lv, struct job_layers *jl)
 	memset(jl, 0, sizeof(*jl));
 	if (lv->t.mirror.present)
 		layer_label(lv->t.mirror.dest, jl->dest, sizeof(jl->dest));
+	/* A lone raw device's copy: no record, its one layer is the top. */
+	if (lone_raw(lv) && lv->t.mirror.present)
+		live_describe(lv, 0, jl->top, sizeof(jl->top));
 	if (!(lv->t.n > 1 || !lv->t.raw_base) ||
 	    live_read_header(lv->t.dev[lv->t.n - 1], &act))
 		return;

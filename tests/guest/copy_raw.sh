@@ -90,7 +90,7 @@ copy_then_end() {
 	sed 's/^/# /' "$work/end.out"
 }
 
-tap_plan 45
+tap_plan 46
 
 # ---- refused: shallow, and a size not in whole 4 KiB blocks
 if lone_raw; then
@@ -137,6 +137,12 @@ tap_check "$L: the kernel runs a mirror job" \
 	eval 'test "$(job_field $DEV type)" = mirror && wait_job_phase $DEV 30 running'
 tap_check "$L: the job counts the whole disk, $SIZE bytes" \
 	test "$(job_field $DEV total)" = $SIZE
+"$CHAINADM" job $DEV > "$work/info.out" 2>&1
+sed 's/^/# /' "$work/info.out"
+tap_check "$L: chainadm job shows the copy, from raw.img to dest.img" \
+	eval 'grep -q "^type: mirror" "$work/info.out" &&
+	      grep -q "^top: .*raw.img" "$work/info.out" &&
+	      grep -q "^destination: .*dest.img" "$work/info.out"'
 tap_check "$L: the kernel refuses a stream message: only the copy runs" \
 	eval '! dmsetup message $DEV 0 stream 2>/dev/null'
 tap_check "$L: dest.img is marked copy-destination" \
