@@ -5,11 +5,12 @@
 # leaves (ext4 on a raw base with an overlay, then commit --active
 # --pivot) is copied while fio writes to it with verify, to a new chain
 # layer (--pivot), into a raw file of garbage (--reuse-external
-# --finish), and into a layer prepared by hand with other clusters
-# (--reuse-external, after an aborted copy left it marked).  The kernel
-# reads the raw layer through a view that holds every cluster in place;
-# a chain destination is marked copy-destination until the pivot or
-# finish, and nothing assembles it meanwhile.
+# --finish), into a layer prepared by hand with other clusters
+# (--reuse-external, after an aborted copy left it marked), and to a new
+# raw file (--pivot).  The kernel reads the raw layer through a view that
+# holds every cluster in place; a chain destination is marked
+# copy-destination until the pivot or finish, and nothing assembles it
+# meanwhile.
 #
 # Every content check is a cmp: the device against what it read before
 # the table change, the destination alone against the same, and fio's own
@@ -90,7 +91,7 @@ copy_then_end() {
 	sed 's/^/# /' "$work/end.out"
 }
 
-tap_plan 46
+tap_plan 53
 
 # ---- refused: shallow, and a size not in whole 4 KiB blocks
 if lone_raw; then
@@ -267,6 +268,27 @@ if lone_raw && "$CHAINADM" format -q --size $SIZE --cluster-size 4K "$work/prep.
 	"$CHAINADM" remove $DEV
 else
 	tap_fail "$L: prepare the lone raw device and prep.img"
+fi
+
+# ---- 4. to a new raw file, --pivot
+L="to a new raw file, --pivot"
+if lone_raw; then
+	snap "$work/before"
+	copy_then_end "$L" pivot "$work/new.raw" --raw
+	tap_check "$L: copy --raw starts" test $copy_rc = 0
+	tap_check "$L: fio wrote and verified every block during the copy" test $fio_rc = 0
+	tap_check "$L: job --pivot --wait succeeds" test $end_rc = 0
+	tap_check "$L: the table is new.raw alone, a raw layer" \
+		eval 'test "$(dev_layer_names $DEV)" = new.raw &&
+		      dmsetup table $DEV | grep -q " chain 1 raw "'
+	snap "$work/after"
+	tap_check "$L: new.raw holds the disk" cmp "$work/new.raw" "$work/after"
+	tap_check "$L: raw.img is the disk of the pivot" cmp "$work/raw.img" "$work/after"
+	tap_check "$L: the untouched half reads as before" \
+		cmp -s -i $((16 * MIB)) "$work/before" "$work/after"
+	"$CHAINADM" remove $DEV
+else
+	tap_fail "$L: prepare the lone raw device"
 fi
 
 tap_check "kernel log is clean" kmsg_check
