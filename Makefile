@@ -15,13 +15,14 @@
 #                        of KERNELS, hard power-offs every few minutes
 #                        (build/soak/<date>-<krel>.*/summary)
 #   make shell           interactive shell in a guest
-#   make install         module into /lib/modules/<kver>/updates, chainadm
+#   make install         module into /lib/modules/<kver>/updates, chainadm,
+#                        its man page and bash completion
 #
 # Variables: KVER (kernel series or release, default 6.1: Debian 12's own
 # kernel; 6.12 selects Debian's 6.12 LTS), KDIR (kernel build tree,
 # overrides KVER), KERNELS (kernels `make check` boots; default $(KVER),
 # and "6.1 6.12" when CI=true), TESTS (names, e.g. TESTS=smoke), C=1
-# (sparse), KVM=1 (guest under KVM instead of TCG), DESTDIR, PREFIX;
+# (sparse), KVM=1 (guest under KVM instead of TCG), DESTDIR, PREFIX, BASHCOMPDIR;
 # for make bench: BENCH_SIZE (MiB, 256), BENCH_RUNTIME (s per fio run, 5),
 # BENCH_DEPTHS ("1 4 16 64"), BENCH_JOB_DEPTH (4), BENCH_JOB_SIZE (MiB, 1024),
 # BENCH_SECTIONS ("io jobs fg bw mem scale"), BENCH_SCALE_SIZES (GiB,
@@ -47,6 +48,7 @@ endif
 PREFIX ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 INSTALL_MOD_DIR ?= updates
 
 .PHONY: all module modules-all userspace progs check stress demo bench shell deps \
@@ -170,11 +172,13 @@ install: all
 	install -D -m 755 userspace/chainadm $(DESTDIR)$(SBINDIR)/chainadm
 	if [ -f Documentation/chainadm.8 ]; then \
 		install -D -m 644 Documentation/chainadm.8 $(DESTDIR)$(MANDIR)/man8/chainadm.8; fi
+	install -D -m 644 userspace/chainadm.bash-completion $(DESTDIR)$(BASHCOMPDIR)/chainadm
 
 uninstall:
 	rm -f $(DESTDIR)/lib/modules/$(KREL)/$(INSTALL_MOD_DIR)/kernel/dm-chain.ko*
 	$(if $(DESTDIR),,depmod -a $(KREL))
-	rm -f $(DESTDIR)$(SBINDIR)/chainadm $(DESTDIR)$(MANDIR)/man8/chainadm.8
+	rm -f $(DESTDIR)$(SBINDIR)/chainadm $(DESTDIR)$(MANDIR)/man8/chainadm.8 \
+		$(DESTDIR)$(BASHCOMPDIR)/chainadm
 
 clean:
 	if [ -e "$(KDIR)/Makefile" ]; then $(MAKE) -C $(KDIR) M=$(CURDIR) clean; \

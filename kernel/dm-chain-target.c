@@ -52,6 +52,7 @@
 #include <linux/workqueue.h>
 
 #include "dm-chain-target.h"
+#include "dm-chain-release.h"
 
 #define DM_MSG_PREFIX "chain"
 
@@ -1919,3 +1920,4 @@ module_exit(dm_chain_exit);
 MODULE_DESCRIPTION(DM_NAME " target presenting a chain of disk-image layers");
 MODULE_AUTHOR("dm-chain developers");
 MODULE_LICENSE("GPL");
+MODULE_VERSION(DM_CHAIN_RELEASE);

@@ -12,9 +12,8 @@
 #include <string.h>
 
 #include "chainadm.h"
+#include "dm-chain-release.h"
 #include "lock.h"
-
-#define CHAINADM_VERSION "0.1"
 
 #define FEATURE_OPTIONS \
 	"     --ignore-discard       ignore discards\n" \
@@ -167,6 +166,33 @@ static int main_help(FILE *f)
 	return f == stdout ? EXIT_OK : EXIT_USAGE;
 }
 
+/*
+ * chainadm's release and the loaded module's (MODULE_VERSION): one string,
+ * dm-chain-release.h.  Read from sysfs, so it needs no privilege.
+ */
+static int print_version(void)
+{
+	char mod[64] = "";
+	FILE *f = fopen("/sys/module/dm_chain/version", "re");
+
+	printf("chainadm %s\n", DM_CHAIN_RELEASE);
+	if (f) {
+		if (!fgets(mod, sizeof(mod), f))
+			mod[0] = '\0';
+		fclose(f);
+		mod[strcspn(mod, "\n")] = '\0';
+	}
+	if (!f)
+		printf("dm-chain module: not loaded\n");
+	else if (!*mod)
+		printf("dm-chain module: loaded, with no version (older than 0.1)\n");
+	else
+		printf("dm-chain module %s%s\n", mod,
+		       strcmp(mod, DM_CHAIN_RELEASE) ?
+		       " (not chainadm's release: install both from one release)" : "");
+	return EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
 	static char argv0[64];
@@ -178,10 +204,8 @@ int main(int argc, char **argv)
 	for (arg = 1; arg < argc && argv[arg][0] == '-'; arg++) {
 		if (!strcmp(argv[arg], "-h") || !strcmp(argv[arg], "--help"))
 			return main_help(stdout);
-		if (!strcmp(argv[arg], "-V") || !strcmp(argv[arg], "--version")) {
-			printf("chainadm %s\n", CHAINADM_VERSION);
-			return EXIT_OK;
-		}
+		if (!strcmp(argv[arg], "-V") || !strcmp(argv[arg], "--version"))
+			return print_version();
 		if (strcmp(argv[arg], "--nowait")) {
 			fprintf(stderr, "chainadm: unknown option '%s'\n", argv[arg]);
 			return main_help(stderr);

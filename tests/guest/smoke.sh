@@ -2,9 +2,11 @@
 # SPDX-License-Identifier: GPL-2.0-only
 #
 # Smoke test: a one-layer chain over a raw device behaves like the device.
-# Load dm-chain.ko, map "chain 1 raw <dev>", read it back byte for byte
-# against the layer, write through it and read back (the write lands in
-# the raw layer in place), remove it, unload, and no kernel warning.
+# Load dm-chain.ko (chainadm --version names its release), map "chain 1
+# raw <dev>" (bash completion offers it as a device), read it back byte
+# for byte against the layer, write through it and read back (the write
+# lands in the raw layer in place), remove it, unload, and no kernel
+# warning.
 . "$(dirname "$0")/../lib.sh"
 
 require_guest
@@ -12,7 +14,7 @@ require_root
 require_cmd dmsetup blockdev cmp dd
 
 MIB=16
-tap_plan 10
+tap_plan 12
 kmsg_mark
 
 if chain_load_module; then
@@ -23,6 +25,12 @@ else
 fi
 dmsetup targets | grep -qw chain && tap_ok "chain target registered" ||
 	tap_fail "chain target registered" "$(dmsetup targets | tr '\n' ' ')"
+rel=$(sed -n 's/^#define DM_CHAIN_RELEASE "\(.*\)"$/\1/p' \
+	"$CHAIN_ROOT/kernel/dm-chain-release.h")
+ver=$("$CHAIN_ROOT/userspace/chainadm" --version 2>&1)
+log "$ver"
+tap_check "chainadm --version shows the loaded module's release, $rel" \
+	eval 'test -n "$rel" && grep -qx "dm-chain module $rel" <<< "$ver"'
 
 brd_setup 1 $MIB || die "cannot set up brd"
 dev=${BRD_DEVS[0]}
@@ -42,6 +50,19 @@ log "status: $(dmsetup status c0)"
 
 tap_check "c0 reads back the raw layer byte for byte" \
 	cmp /dev/mapper/c0 /tmp/smoke.base
+
+# bash completion offers the chain device where a verb wants one.
+completes_c0() {
+	local bc=/usr/share/bash-completion/bash_completion
+	[ -r $bc ] || return 1
+	bash --norc --noprofile -c '. "$1"; . "$2"; PATH=$3:$PATH
+		COMP_LINE="chainadm job c"; COMP_POINT=${#COMP_LINE}
+		COMP_WORDS=(chainadm job c); COMP_CWORD=2
+		_chainadm chainadm c job; printf "%s\n" "${COMPREPLY[@]}"' _ $bc \
+		"$CHAIN_ROOT/userspace/chainadm.bash-completion" \
+		"$CHAIN_ROOT/userspace" | grep -qx c0
+}
+tap_check "bash completion of 'chainadm job c' offers c0" completes_c0
 
 # Overwrite 3 MiB in the middle, plus one unaligned 4 KiB write.
 pattern_file /tmp/smoke.new 3 new
