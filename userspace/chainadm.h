@@ -71,6 +71,7 @@ int cmd_commit(int argc, char **argv);
 int cmd_copy(int argc, char **argv);
 int cmd_job(int argc, char **argv);
 int cmd_recover(int argc, char **argv);
+int cmd_assemble(int argc, char **argv);
 int cmd_extend(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
 

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include "chaintab.h"
 #include "device.h"
 #include "job.h"
 #include "json.h"
@@ -375,6 +376,8 @@ int cmd_status(int argc, char **argv)
  */
 static int snapshot(const char *name, const char *overlay, uint64_t layer_size)
 {
+	char old_top[PATH_MAX], new_top[PATH_MAX];
+	bool old_raw, followed;
 	struct chain_table *t;
 	struct live lv;
 	char *params = NULL;
@@ -393,12 +396,29 @@ static int snapshot(const char *name, const char *overlay, uint64_t layer_size)
 	}
 	if (format_over(overlay, layer_size, lv.line.len, 0, t, t->n - 1))
 		goto out;
+	layer_label(t->dev[t->n - 1], old_top, sizeof(old_top));
+	old_raw = t->n == 1 && t->raw_base;
 	if (!attach_path(overlay, false, &t->dev[t->n], &fd)) {
 		t->n++;
 		params = table_format(t);
 	}
-	if (params)
+	/*
+	 * The chaintab names the new overlay before the swap: until the
+	 * swap the overlay is empty, so either top is the disk.
+	 */
+	if (params && (abs_path(overlay, new_top, sizeof(new_top)) ||
+		       chaintab_follow(name, new_top, false, 0))) {
+		free(params);
+		params = NULL;
+	}
+	followed = params;
+	if (params) {
+		test_stall("snapshot-chaintab");
 		r = swap_table(name, lv.line.len, params);
+	}
+	if (r && followed && chaintab_follow(name, old_top, old_raw, 0))
+		errmsg(name, "runs its old top layer still, but the chaintab names %s, which is not in the chain: edit its line back to %s",
+		       overlay, old_top);
 	if (r && !stat(overlay, &st) && !S_ISBLK(st.st_mode))
 		unlink(overlay);	/* a file this call created, never used */
 	if (!r)

@@ -40,6 +40,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include "chaintab.h"
 #include "device.h"
 #include "lock.h"
 #include "steps.h"
@@ -358,6 +359,19 @@ static char *mirror_table(const struct live *lv)
 	return params;
 }
 
+/*
+ * The device's chaintab line (if any) names table device dev as the top
+ * now; busy: the caller holds the device suspended.
+ */
+static int follow_dev(const struct live *lv, dev_t dev, bool raw, bool busy)
+{
+	char label[PATH_MAX];
+
+	layer_label(dev, label, sizeof(label));
+	return chaintab_follow(lv->name, label, raw,
+			       busy ? makedev(lv->info.major, lv->info.minor) : 0);
+}
+
 /* A lone raw device: no header of its own to record a job in. */
 static bool lone_raw(const struct live *lv)
 {
@@ -375,6 +389,7 @@ static int end_lone_copy(struct live *lv, bool finish)
 {
 	const struct chain_mirror *m = &lv->t.mirror;
 	struct dm_chain_layer_info info;
+	bool followed = false;
 	struct layer *dl;
 	struct change ch;
 	int r;
@@ -395,12 +410,23 @@ static int end_lone_copy(struct live *lv, bool finish)
 		if (!r)
 			test_stall("copy-dest-cleared");
 	}
+	/*
+	 * Both sides are the same disk now, the source has no record: the
+	 * chaintab must name the destination before the swap, or a crash
+	 * after it would bring back the source without the writes since.
+	 */
+	if (!r && !finish) {
+		r = follow_dev(lv, m->dest, m->raw, true);
+		followed = !r;
+	}
 	if (!r && finish)
 		r = dm_op_message(lv->name, "job cancel", NULL);
 	if (!r)
 		ch.params = finish ? table_without(lv, 0, 1, "") :
 				     mirror_table(lv);
 	r = change_commit(&ch);
+	if (r && followed && follow_dev(lv, lv->t.dev[0], true, false))
+		errmsg(lv->name, "runs on its source still, but the chaintab names the destination, which is marked unfinished again: edit the line back to the source");
 	if (!r)
 		test_stall("copy-swapped");
 	change_end(&ch);
@@ -444,9 +470,20 @@ static int pivot(struct live *lv)
 		act = s.open(&s, s.n - 1);
 	}
 	r = change_commit(&ch);
+	if (!r)
+		test_stall("pivot-swapped");
+	/*
+	 * The chaintab follows while the old top still records the pivot:
+	 * a crash before finds the old top and rolls forward.
+	 */
+	if (!r && follow_dev(lv, mirror ? lv->t.mirror.dest : lv->t.dev[rec.base],
+			     mirror ? lv->t.mirror.raw && !lv->t.mirror.shallow :
+				      !rec.base && lv->t.raw_base, false)) {
+		warnmsg(lv->name, "runs the new chain, but the chaintab names the old top, whose pivot record makes chainadm assemble roll forward: edit the line to name the new top");
+		mirror = false;	/* keep the record */
+	}
 	/* The old chain stays a valid image of the moment of the pivot. */
 	if (!r && mirror) {
-		test_stall("pivot-swapped");
 		info = act->info;
 		memset(info.job, 0, sizeof(info.job));
 		if (layer_write_header(act, &info))

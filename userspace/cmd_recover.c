@@ -31,6 +31,13 @@
  *
  * Like every table change, under the device's lock and those of the
  * chain's layers and of a copy's destination (chain_open_locked()).
+ *
+ * A roll forward changes the top layer: the device's line in the chaintab
+ * follows (chaintab.h) before the old top's record is cleared, so that a
+ * crash in between finds the old top, with its record, again.
+ *
+ * chainadm assemble does what recover does for each device the chaintab
+ * lists and that is not there yet.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chaintab.h"
 #include "device.h"
 #include "lock.h"
 #include "steps.h"
@@ -192,6 +200,21 @@ static int finish_completed(const char *name, struct chain *c,
 	return chain_check_usable(c) ? -1 : assemble_device(name, a);
 }
 
+/* The device's chaintab line names the top of c now. */
+static int follow_top(const char *name, const struct chain *c)
+{
+	const struct layer *top = &c->layer[c->n - 1];
+	char path[PATH_MAX];
+
+	if (abs_path(top->path, path, sizeof(path)) ||
+	    chaintab_follow(name, path, c->n == 1 && top->raw, 0)) {
+		warnmsg(name, "runs the new chain, but the chaintab still names the old top: edit its line to name %s",
+			top->path);
+		return -1;
+	}
+	return 0;
+}
+
 static int roll_forward_commit(const char *name, struct chain *c,
 			       const struct job_record *rec,
 			       const struct assembly *a)
@@ -205,7 +228,9 @@ static int roll_forward_commit(const char *name, struct chain *c,
 	if (r)
 		return -1;
 	chain_remove(c, rec->base + 1, c->n - 1);
-	return chain_check_usable(c) ? -1 : assemble_device(name, a);
+	if (chain_check_usable(c) || assemble_device(name, a))
+		return -1;
+	return follow_top(name, c);
 }
 
 static int roll_forward_mirror(const char *name, struct chain *c,
@@ -232,6 +257,9 @@ static int roll_forward_mirror(const char *name, struct chain *c,
 	if (!chain_push_top(c, rec->dest_hint, rec->flags & DM_CHAIN_JOB_DEST_RAW) &&
 	    !chain_check_usable(c))
 		r = assemble_device(name, a);
+	/* Not cleared if the chaintab names the old top still: see above. */
+	if (!r && follow_top(name, c))
+		r = -1;
 	/* The old chain stays a valid image of the moment of the pivot. */
 	if (!r && put_record(old_top, &none))
 		warnmsg(old_top, "still records the pivot: the device runs the new chain; clear it with chainadm recover again");
@@ -352,5 +380,134 @@ int cmd_recover(int argc, char **argv)
 	r = chain_open_locked(c, &src) ||
 	    assemble_recorded(argv[optind], c, "", true) ? EXIT_FAIL : EXIT_OK;
 	chain_free(c);
+	return r;
+}
+
+/*
+ * A device that is there already: it must be a chain device, and one
+ * whose top is the chaintab's (else the line did not follow a change
+ * made by hand, which is worth a warning, not a failure).
+ */
+static int assembled_already(const struct chaintab_entry *e)
+{
+	struct dm_target_line line;
+	struct chain_table t;
+	struct obj_id want, have;
+	char label[PATH_MAX];
+	dev_t top;
+
+	if (load_chain_device(e->name, &line, &t)) {
+		errmsg(e->name, "exists, but not as a chain device: not touched; remove it, or rename the chaintab line");
+		return -1;
+	}
+	top = t.dev[t.n - 1];
+	layer_label(top, label, sizeof(label));
+	if (!obj_identity(-1, e->top, &want) && !dev_identity(top, &have) &&
+	    !same_obj(&want, &have))
+		warnmsg(e->name, "runs with top layer %s, but the chaintab names %s: was the table changed without chainadm? Edit the line to name the top the device runs",
+			label, e->top);
+	printf("%s: already assembled (top layer %s)\n", e->name, label);
+	table_free(&t);
+	dm_target_line_free(&line);
+	return 0;
+}
+
+static int assemble_entry(const struct chaintab_entry *e)
+{
+	char *paths[1] = { (char *)e->top };
+	struct chain_source src = { .paths = paths, .n = e->raw, .raw_base = e->raw };
+	struct dm_info info;
+	struct chain *c;
+	int r;
+
+	if (lock_device(e->name) || dm_op_probe(e->name, &info)) {
+		unlock_all();
+		return -1;
+	}
+	if (info.exists) {
+		r = assembled_already(e);
+		unlock_all();
+		return r;
+	}
+	c = chain_alloc();
+	if (!c) {
+		unlock_all();
+		return -1;
+	}
+	r = chain_open_locked(c, &src) ||
+	    assemble_recorded(e->name, c, e->features, true) ? -1 : 0;
+	chain_free(c);
+	unlock_all();
+	return r;
+}
+
+enum { OPT_ALL = 0x100, OPT_NETDEV };
+
+int cmd_assemble(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "all",	no_argument, NULL, OPT_ALL },
+		{ "netdev",	no_argument, NULL, OPT_NETDEV },
+		{ "help",	no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	bool all = false, netdev = false;
+	struct chaintab t;
+	unsigned int i, done = 0;
+	int opt, arg, r = EXIT_OK;
+
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_ALL:
+			all = true;
+			break;
+		case OPT_NETDEV:
+			netdev = true;
+			break;
+		case 'h':
+			return print_help();
+		default:
+			return try_help();
+		}
+	}
+	if (all == (optind < argc))
+		return usage_error("expects --all or the names of devices the chaintab lists");
+	if (netdev && !all)
+		return usage_error("--netdev goes with --all");
+	for (arg = optind; arg < argc; arg++)
+		if (check_name(argv[arg]))
+			return EXIT_USAGE;
+	if (chaintab_read(&t))
+		return EXIT_FAIL;
+	if (t.missing && all) {
+		printf("%s: no such file: nothing to assemble\n", t.path);
+		return EXIT_OK;
+	}
+	dm_op_init();
+	for (arg = optind; arg < argc; arg++) {
+		for (i = 0; i < t.n && strcmp(t.e[i].name, argv[arg]); i++)
+			;
+		if (i == t.n) {
+			errmsg(argv[arg], "is not listed in %s%s: add a line '%s <top-layer> [<options>]'",
+			       t.path, t.bad ? " (or its line was refused, see above)" : "",
+			       argv[arg]);
+			r = EXIT_FAIL;
+		} else if (assemble_entry(&t.e[i])) {
+			r = EXIT_FAIL;
+		}
+	}
+	for (i = 0; all && i < t.n; i++) {
+		if (t.e[i].noauto || t.e[i].netdev != netdev)
+			continue;
+		done++;
+		if (assemble_entry(&t.e[i]))
+			r = EXIT_FAIL;
+	}
+	if (all && t.bad)
+		r = EXIT_FAIL;	/* the refused lines were not assembled */
+	if (all && !done && !t.bad)
+		printf("%s: no %sdevice to assemble\n", t.path,
+		       netdev ? "_netdev " : "");
+	chaintab_free(&t);
 	return r;
 }

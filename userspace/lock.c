@@ -299,6 +299,34 @@ int lock_layer_path(const char *path)
 	return 0;
 }
 
+/*
+ * Held for a moment around one file rewrite (the chaintab's), with no
+ * other lock taken under it: it always waits, even with --nowait.
+ */
+int lock_brief(const char *file, const char *object)
+{
+	int fd = open_lock(file, object);
+	int r;
+
+	if (fd < 0)
+		return -1;
+	do
+		r = flock(fd, LOCK_EX);
+	while (r && errno == EINTR);
+	if (r) {
+		errmsg(object, "cannot take the lock %s/%s: %s", LOCK_DIR, file,
+		       strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+void lock_brief_release(int fd)
+{
+	close(fd);
+}
+
 void unlock_all(void)
 {
 	unlock_layers();

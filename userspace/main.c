@@ -144,6 +144,12 @@ static const struct verb verbs[] = {
 	{ "recover", "<name> <top-layer>",
 	  "Assemble a chain whose job was cut short by a crash: old or new chain.",
 	  NULL, cmd_recover },
+	{ "assemble", "[options] --all | <name>...",
+	  "Create the chain devices the chaintab lists that are not there yet.",
+	  "     --all                  every device listed without noauto or _netdev\n"
+	  "     --netdev               with --all: the _netdev devices instead\n"
+	  "                            (once the network is up)\n",
+	  cmd_assemble },
 };
 
 const struct verb *current_verb;
