@@ -16,13 +16,15 @@
 #                        (build/soak/<date>-<krel>.*/summary)
 #   make shell           interactive shell in a guest
 #   make install         module into /lib/modules/<kver>/updates, chainadm,
-#                        its man page and bash completion
+#                        its man page, bash completion and the systemd
+#                        units that assemble /etc/chaintab at boot
 #
 # Variables: KVER (kernel series or release, default 6.1: Debian 12's own
 # kernel; 6.12 selects Debian's 6.12 LTS), KDIR (kernel build tree,
 # overrides KVER), KERNELS (kernels `make check` boots; default $(KVER),
 # and "6.1 6.12" when CI=true), TESTS (names, e.g. TESTS=smoke), C=1
-# (sparse), KVM=1 (guest under KVM instead of TCG), DESTDIR, PREFIX, BASHCOMPDIR;
+# (sparse), KVM=1 (guest under KVM instead of TCG), DESTDIR, PREFIX, BASHCOMPDIR,
+# UNITDIR (/etc/systemd/system);
 # for make bench: BENCH_SIZE (MiB, 256), BENCH_RUNTIME (s per fio run, 5),
 # BENCH_DEPTHS ("1 4 16 64"), BENCH_JOB_DEPTH (4), BENCH_JOB_SIZE (MiB, 1024),
 # BENCH_SECTIONS ("io jobs fg bw mem scale"), BENCH_SCALE_SIZES (GiB,
@@ -49,10 +51,13 @@ PREFIX ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+# systemd looks here for units an administrator installs.
+UNITDIR ?= /etc/systemd/system
+UNITS := chainadm-assemble.service chainadm-assemble-netdev.service
 INSTALL_MOD_DIR ?= updates
 
 .PHONY: all module modules-all userspace progs check stress demo bench shell deps \
-	fuzz soak install uninstall clean help
+	fuzz soak install units uninstall clean help
 
 all: module userspace progs
 
@@ -165,7 +170,7 @@ shell: all
 	tools/guest-run -k $(KVER) --shell
 
 # Unsigned, like any out-of-tree module (loading it taints the kernel).
-install: all
+install: all units
 	$(MAKE) -C $(KDIR) M=$(CURDIR) INSTALL_MOD_DIR=$(INSTALL_MOD_DIR) \
 		$(if $(DESTDIR),INSTALL_MOD_PATH=$(DESTDIR)) CONFIG_MODULE_SIG_ALL= modules_install
 	$(if $(DESTDIR),,depmod -a $(KREL))
@@ -173,12 +178,20 @@ install: all
 	if [ -f Documentation/chainadm.8 ]; then \
 		install -D -m 644 Documentation/chainadm.8 $(DESTDIR)$(MANDIR)/man8/chainadm.8; fi
 	install -D -m 644 userspace/chainadm.bash-completion $(DESTDIR)$(BASHCOMPDIR)/chainadm
+	for u in $(UNITS); do \
+		install -D -m 644 userspace/$$u $(DESTDIR)$(UNITDIR)/$$u || exit 1; done
+	$(if $(DESTDIR),,if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi)
+
+# The units name chainadm where install puts it.
+units:
+	for u in $(UNITS); do \
+		sed 's|@SBINDIR@|$(SBINDIR)|g' userspace/$$u.in > userspace/$$u || exit 1; done
 
 uninstall:
 	rm -f $(DESTDIR)/lib/modules/$(KREL)/$(INSTALL_MOD_DIR)/kernel/dm-chain.ko*
 	$(if $(DESTDIR),,depmod -a $(KREL))
 	rm -f $(DESTDIR)$(SBINDIR)/chainadm $(DESTDIR)$(MANDIR)/man8/chainadm.8 \
-		$(DESTDIR)$(BASHCOMPDIR)/chainadm
+		$(DESTDIR)$(BASHCOMPDIR)/chainadm $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
 
 clean:
 	if [ -e "$(KDIR)/Makefile" ]; then $(MAKE) -C $(KDIR) M=$(CURDIR) clean; \

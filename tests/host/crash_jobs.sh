@@ -39,7 +39,7 @@ result() {
 one_kernel() {
 	local k=$1 work rc
 	work=$(mktemp -d /var/tmp/dm-chain-crash.XXXXXX)
-	truncate -s 1440M "$work/disk"
+	truncate -s 1880M "$work/disk"
 	"$TOP_DIR/tools/guest-run" -k "$k" -t 1800 --disk "$work/disk" \
 		--outdir "$work" --kill-on KILL-NOW \
 		-- bash "$HOST_DIR/crash_jobs.guest" start "$work" > "$work/start.log" 2>&1
