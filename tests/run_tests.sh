@@ -182,12 +182,15 @@ if [ ${#selected[@]} -gt 0 ] && [ $((${#htests[@]} + ${#gtests[@]})) -eq 0 ]; th
 fi
 
 # The guest boots ("units", KVER.N): kernels after the first run only
-# the tests not listed as first_only= in tests/settings (all with FULL=1,
-# or when tests are named).  On the first kernel, which runs the most,
+# the tests not listed as first_only= in tests/settings, kernels before
+# the last only those not listed as last_only= (all with FULL=1, or when
+# tests are named).  On the first kernel, which runs the most,
 # the tests listed as second_guest= and third_guest= run in a second and
 # a third guest beside the first, so that no one guest is the long pole
 # of the run.
 read -r -a first_only <<< "$(sed -n 's/^first_only=//p' "$tests_dir/settings" 2>/dev/null)"
+# last_only=: guest tests that run on the last kernel only (the same rule).
+read -r -a last_only <<< "$(sed -n 's/^last_only=//p' "$tests_dir/settings" 2>/dev/null)"
 read -r -a second <<< "$(sed -n 's/^second_guest=//p' "$tests_dir/settings" 2>/dev/null)"
 read -r -a third <<< "$(sed -n 's/^third_guest=//p' "$tests_dir/settings" 2>/dev/null)"
 # other_kernels_env=: settings for the guests of kernels after the first
@@ -209,8 +212,9 @@ nguest=0
 for k in "${kernels[@]}"; do
 	for u in 1 2 3; do : > "$gdir/list.$k.$u"; done
 	for t in "${gtests[@]}"; do
-		if [ "$k" != "${kernels[0]}" ] && [ ${#selected[@]} -eq 0 ] &&
-		   [ "${FULL:-0}" != 1 ] && listed "$t" "${first_only[@]}"; then
+		if [ ${#selected[@]} -eq 0 ] && [ "${FULL:-0}" != 1 ] &&
+		   { { [ "$k" != "${kernels[0]}" ] && listed "$t" "${first_only[@]}"; } ||
+		     { [ "$k" != "${kernels[-1]}" ] && listed "$t" "${last_only[@]}"; }; }; then
 			continue
 		fi
 		if [ "$k" = "${kernels[0]}" ] && listed "$t" "${second[@]}"; then

@@ -14,7 +14,10 @@
 # chain or the new one, with what was flushed, never a mix.  Four more
 # jobs are ready at the power cut (active commit, copy full, shallow and
 # raw): back up they copy everything again, reach ready, hold every write
-# on the destination, and pivot.
+# on the destination, and pivot.  Five more devices come from a chaintab
+# (a snapshot, two pivots and a lone raw copy held at their chaintab
+# steps, a pull running): one chainadm assemble --all must bring each
+# back as flushed, its line naming the top it runs on.
 set -uo pipefail
 HOST_DIR=$(cd "$(dirname "$0")" && pwd)
 TOP_DIR=$(cd "$HOST_DIR/../.." && pwd)
