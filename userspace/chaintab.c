@@ -10,17 +10,19 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "chainadm.h"
 #include "chaintab.h"
 #include "lock.h"
 
-#define SPACE	" \t"
+#define SPACE	" \t\r"	/* a line of a file edited elsewhere may end in CR */
 
 const char *chaintab_path(void)
 {
@@ -187,9 +189,6 @@ static int parse_line(const struct chaintab *t, char *text, unsigned int line,
 			if (parse_option(t, e, word, &nfeat))
 				return -1;
 	}
-	if (e->raw && nfeat)
-		return line_error(t, line, "a lone raw device (%s) takes no table features",
-				  "raw");
 	if (nfeat) {
 		snprintf(feat, sizeof(feat), "%u%s", nfeat, e->features);
 		strcpy(e->features, feat);
@@ -322,22 +321,61 @@ static int replace_file(const char *path, const struct stat *st,
 		errmsg(path, "cannot replace it by %s: %s", tmp, strerror(errno));
 		goto out;
 	}
+	/* Renamed: the new line is what a reader finds; make it durable. */
 	snprintf(dir, sizeof(dir), "%s", path);
 	dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd)) {
-		errmsg(path, "cannot sync its directory: %s", strerror(errno));
-		if (dfd >= 0)
-			close(dfd);
-		return -1;
-	}
-	close(dfd);
+	if (dfd < 0 || fsync(dfd))
+		warnmsg(path, "rewritten, but its directory cannot be synced (%s): a crash may bring back the old file",
+			strerror(errno));
+	if (dfd >= 0)
+		close(dfd);
 	return 0;
 out:
 	unlink(tmp);
 	return -1;
 }
 
-/* Refuse to write a file on the device the caller holds suspended. */
+/* Whether block device dev is busy or stands on it (its slaves, down). */
+static bool stands_on(dev_t dev, dev_t busy, unsigned int depth)
+{
+	char dir[64], path[PATH_MAX], text[32];
+	unsigned int maj, min;
+	struct dirent *d;
+	bool found = false;
+	DIR *sd;
+	FILE *f;
+
+	if (dev == busy)
+		return true;
+	if (depth > 16)
+		return false;
+	snprintf(dir, sizeof(dir), "/sys/dev/block/%u:%u/slaves", major(dev),
+		 minor(dev));
+	sd = opendir(dir);
+	if (!sd)
+		return false;
+	while (!found && (d = readdir(sd))) {
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/sys/class/block/%s/dev", d->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		if (fgets(text, sizeof(text), f) &&
+		    sscanf(text, "%u:%u", &maj, &min) == 2)
+			found = stands_on(makedev(maj, min), busy, depth + 1);
+		fclose(f);
+	}
+	closedir(sd);
+	return found;
+}
+
+/*
+ * Refuse to write a file on the device the caller holds suspended, or on
+ * a device stacked on it (LVM, dm-crypt, a partition): the write would
+ * wait for the resume that comes after it.  A file system on no block
+ * device of its own (btrfs, tmpfs: major 0) is not followed.
+ */
 static int check_not_on(const char *path, dev_t busy)
 {
 	char dir[PATH_MAX];
@@ -346,48 +384,84 @@ static int check_not_on(const char *path, dev_t busy)
 	if (!busy)
 		return 0;
 	snprintf(dir, sizeof(dir), "%s", path);
-	if (stat(dirname(dir), &st))
-		return 0;	/* replace_file() will say */
-	if (st.st_dev != busy)
-		return 0;
+	if (stat(dirname(dir), &st) || !stands_on(st.st_dev, busy, 0))
+		return 0;	/* replace_file() says what else fails */
 	errmsg(path, "is on the device being switched, which is suspended: it cannot be rewritten now; keep the chaintab on another file system");
 	return -1;
 }
 
-/* Whether text (one line of the file) is the entry of name; e gets it. */
-static bool entry_of(struct chaintab *probe, const char *text, unsigned int nr,
-		     const char *name, struct chaintab_entry *e)
+/*
+ * Whether text (one line of the file) is the entry of name, in e: 1 yes,
+ * 0 no, -1 it names the device but does not parse (reported).
+ */
+static int entry_of(struct chaintab *probe, const char *text, unsigned int nr,
+		    const char *name, struct chaintab_entry *e)
 {
-	char copy[PATH_MAX + 1024];
-	size_t len = strlen(text);
+	size_t nlen = strlen(name), skip = strspn(text, SPACE);
+	char *copy;
+	int r;
 
-	if (len >= sizeof(copy))
+	/* Only a line whose first field is name can be its entry. */
+	if (strncmp(text + skip, name, nlen) ||
+	    (text[skip + nlen] && !strchr(SPACE "\n", text[skip + nlen])))
+		return 0;
+	copy = strdup(text);
+	if (!copy) {
+		errmsg(probe->path, "out of memory");
+		return -1;
+	}
+	r = parse_line(probe, copy, nr, e);
+	free(copy);
+	if (r == 1)
+		return 1;
+	if (r == 0)
+		return 0;	/* a comment */
+	probe->quiet = false;
+	copy = strdup(text);
+	if (copy)
+		parse_line(probe, copy, nr, e);	/* now say why */
+	free(copy);
+	probe->quiet = true;
+	errmsg(probe->path, "line %u names %s but is refused (see above): fix it to name its top layer",
+	       nr, name);
+	return -1;
+}
+
+/* The same file or block device. */
+static bool same_object(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	if (stat(a, &sa) || stat(b, &sb))
 		return false;
-	memcpy(copy, text, len + 1);
-	return parse_line(probe, copy, nr, e) == 1 && !strcmp(e->name, name);
+	if (S_ISBLK(sa.st_mode) || S_ISBLK(sb.st_mode))
+		return S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode) &&
+		       sa.st_rdev == sb.st_rdev;
+	return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 int chaintab_follow(const char *name, const char *top, bool raw, dev_t busy)
 {
-	const char *path = chaintab_path();
+	char path[PATH_MAX], line[PATH_MAX + 1024], *buf = NULL, *text = NULL;
 	struct chaintab probe = { .path = path, .quiet = true };
 	struct chaintab_entry e;
-	char *buf = NULL, *text = NULL, *grown, line[PATH_MAX + 1024];
 	size_t cap = 0, size = 0, len;
 	unsigned int nr = 0;
 	bool found = false, same = false, nl;
 	const char *put;
 	struct stat st;
+	char *grown;
 	ssize_t n;
 	FILE *f;
-	int lfd, r = -1;
+	int lfd, got, r = -1;
 
-	if (strpbrk(top, SPACE "\n") || top[0] != '/') {
-		errmsg(top, "cannot be written in %s: the path of a top layer there is absolute and holds no spaces",
-		       path);
-		return -1;
+	/* A symbolic link is followed: the file it names is rewritten. */
+	if (!realpath(chaintab_path(), path)) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(path, sizeof(path), "%s", chaintab_path());
 	}
-	lfd = lock_brief("chaintab", path);
+	lfd = busy ? lock_brief_try("chaintab", path) : lock_brief("chaintab", path);
 	if (lfd < 0)
 		return -1;
 	f = fopen(path, "re");
@@ -406,11 +480,20 @@ int chaintab_follow(const char *name, const char *top, bool raw, dev_t busy)
 		put = text;
 		len = n;
 		nr++;
-		if (!found && entry_of(&probe, text, nr, name, &e)) {
+		got = found ? 0 : entry_of(&probe, text, nr, name, &e);
+		if (got < 0)
+			goto close;
+		if (got) {
 			found = true;
-			same = !strcmp(e.top, top) && e.raw == raw;
+			same = (!strcmp(e.top, top) || same_object(e.top, top)) &&
+			       e.raw == raw;
 			if (same)
 				break;
+			if (strpbrk(top, SPACE "\n") || top[0] != '/') {
+				errmsg(top, "cannot be written in %s: the top layer there is an absolute path without blanks",
+				       path);
+				goto close;
+			}
 			nl = text[len - 1] == '\n';
 			text[len - nl] = '\0';
 			if (rewrite_line(text, top, raw, line, sizeof(line) - 1)) {
@@ -430,6 +513,10 @@ int chaintab_follow(const char *name, const char *top, bool raw, dev_t busy)
 		buf = grown;
 		memcpy(buf + size, put, len);
 		size += len;
+	}
+	if (!same && ferror(f)) {
+		errmsg(path, "cannot read: %s", strerror(errno));
+		goto close;
 	}
 	if (!found || same) {
 		r = 0;	/* not listed, or listed with this top already */

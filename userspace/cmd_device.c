@@ -377,7 +377,7 @@ int cmd_status(int argc, char **argv)
 static int snapshot(const char *name, const char *overlay, uint64_t layer_size)
 {
 	char old_top[PATH_MAX], new_top[PATH_MAX];
-	bool old_raw, followed;
+	bool old_raw, followed, reverted;
 	struct chain_table *t;
 	struct live lv;
 	char *params = NULL;
@@ -416,11 +416,13 @@ static int snapshot(const char *name, const char *overlay, uint64_t layer_size)
 		test_stall("snapshot-chaintab");
 		r = swap_table(name, lv.line.len, params);
 	}
-	if (r && followed && chaintab_follow(name, old_top, old_raw, 0))
-		errmsg(name, "runs its old top layer still, but the chaintab names %s, which is not in the chain: edit its line back to %s",
+	reverted = !r || !followed || !chaintab_follow(name, old_top, old_raw, 0);
+	if (!reverted)
+		errmsg(name, "runs its old top layer still, but the chaintab names %s (kept: empty, over the old top, it is the same disk): edit the line back to %s",
 		       overlay, old_top);
-	if (r && !stat(overlay, &st) && !S_ISBLK(st.st_mode))
-		unlink(overlay);	/* a file this call created, never used */
+	/* A file this call created, never used, unless the chaintab names it. */
+	if (r && reverted && !stat(overlay, &st) && !S_ISBLK(st.st_mode))
+		unlink(overlay);
 	if (!r)
 		printf("%s: new active layer %s\n", name, overlay);
 	if (fd >= 0)

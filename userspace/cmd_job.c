@@ -29,6 +29,7 @@
  * style from the active layer (name[0]); live_find_layer() converts.
  */
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -360,6 +361,37 @@ static char *mirror_table(const struct live *lv)
 }
 
 /*
+ * What the chaintab calls a device: its file or node (layer_label()), or
+ * for a disk the kernel names in order of discovery (/dev/sdc), its
+ * /dev/disk/by-id name where udev made one: sdc may be another disk after
+ * a reboot.
+ */
+static void lasting_name(dev_t dev, char *buf, size_t len)
+{
+	char path[PATH_MAX], best[NAME_MAX + 1] = "";
+	struct dirent *d;
+	struct stat st;
+	DIR *dir;
+
+	layer_label(dev, buf, len);
+	if (strncmp(buf, "/dev/", 5) || !strncmp(buf, "/dev/mapper/", 12))
+		return;
+	dir = opendir("/dev/disk/by-id");
+	if (!dir)
+		return;
+	while ((d = readdir(dir))) {
+		snprintf(path, sizeof(path), "/dev/disk/by-id/%s", d->d_name);
+		if (d->d_name[0] != '.' && !stat(path, &st) &&
+		    S_ISBLK(st.st_mode) && st.st_rdev == dev &&
+		    (!*best || strcmp(d->d_name, best) < 0))
+			snprintf(best, sizeof(best), "%s", d->d_name);
+	}
+	closedir(dir);
+	if (*best)
+		snprintf(buf, len, "/dev/disk/by-id/%s", best);
+}
+
+/*
  * The device's chaintab line (if any) names table device dev as the top
  * now; busy: the caller holds the device suspended.
  */
@@ -367,9 +399,16 @@ static int follow_dev(const struct live *lv, dev_t dev, bool raw, bool busy)
 {
 	char label[PATH_MAX];
 
-	layer_label(dev, label, sizeof(label));
+	lasting_name(dev, label, sizeof(label));
 	return chaintab_follow(lv->name, label, raw,
 			       busy ? makedev(lv->info.major, lv->info.minor) : 0);
+}
+
+/* A lone copy's pivot cancelled: the line goes back before the flag does. */
+static void unfollow_lone(struct change *ch)
+{
+	if (follow_dev(ch->lv, ch->lv->t.dev[0], true, true))
+		errmsg(ch->lv->name, "runs on its source still, but the chaintab names the destination, which is marked unfinished again: edit the line back to the source");
 }
 
 /* A lone raw device: no header of its own to record a job in. */
@@ -389,7 +428,6 @@ static int end_lone_copy(struct live *lv, bool finish)
 {
 	const struct chain_mirror *m = &lv->t.mirror;
 	struct dm_chain_layer_info info;
-	bool followed = false;
 	struct layer *dl;
 	struct change ch;
 	int r;
@@ -417,7 +455,8 @@ static int end_lone_copy(struct live *lv, bool finish)
 	 */
 	if (!r && !finish) {
 		r = follow_dev(lv, m->dest, m->raw, true);
-		followed = !r;
+		if (!r)
+			ch.on_cancel = unfollow_lone;
 	}
 	if (!r && finish)
 		r = dm_op_message(lv->name, "job cancel", NULL);
@@ -425,8 +464,6 @@ static int end_lone_copy(struct live *lv, bool finish)
 		ch.params = finish ? table_without(lv, 0, 1, "") :
 				     mirror_table(lv);
 	r = change_commit(&ch);
-	if (r && followed && follow_dev(lv, lv->t.dev[0], true, false))
-		errmsg(lv->name, "runs on its source still, but the chaintab names the destination, which is marked unfinished again: edit the line back to the source");
 	if (!r)
 		test_stall("copy-swapped");
 	change_end(&ch);

@@ -593,6 +593,8 @@ static void change_cancel(struct change *ch)
 {
 	bool wrote = ch->txn.nlog;
 
+	if (ch->on_cancel)
+		ch->on_cancel(ch);
 	if (txn_undo(&ch->txn) || dm_op_resume(ch->lv->name)) {
 		errmsg(ch->lv->name, "the device may stay suspended: check it with chainadm status %s and resume it with 'dmsetup resume %s'",
 		       ch->lv->name, ch->lv->name);

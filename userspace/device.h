@@ -133,6 +133,8 @@ struct change {
 	struct txn txn;
 	char *params;
 	int fd;			/* a loop device held until the table has it */
+	/* If set, run first when the change is cancelled (still suspended). */
+	void (*on_cancel)(struct change *ch);
 };
 
 int change_begin(struct change *ch, struct live *lv);

@@ -322,6 +322,21 @@ int lock_brief(const char *file, const char *object)
 	return fd;
 }
 
+/* The same without waiting: -1, having said so, if another holds it. */
+int lock_brief_try(const char *file, const char *object)
+{
+	int fd = open_lock(file, object);
+
+	if (fd < 0)
+		return -1;
+	if (!flock(fd, LOCK_EX | LOCK_NB))
+		return fd;
+	errmsg(object, "another chainadm is rewriting it (lock %s/%s): not waiting while a device is suspended; try again",
+	       LOCK_DIR, file);
+	close(fd);
+	return -1;
+}
+
 void lock_brief_release(int fd)
 {
 	close(fd);

@@ -16,7 +16,7 @@
 . "$(dirname "$0")/../lib.sh"
 
 jobs_begin assemble
-tap_plan 28
+tap_plan 29
 
 MIB=$((1 << 20))
 SIZE=$((32 * MIB))
@@ -148,6 +148,18 @@ before=$(cat "$CT")
 "$CHAINADM" snapshot ct1 "$work/no-such-dir/sn6.img" > "$work/out" 2>&1
 tap_check "a refused snapshot leaves the chaintab as it was" \
 	eval 'test "$(cat "$CT")" = "$before"'
+
+# ---- a line of the device that does not parse: no change of top at all
+cp "$CT" "$work/ct.good"
+sed -i 's/^ct1\(.*\)no-space-timeout=30/ct1\1no-space-timout=30/' "$CT"
+tbl=$(dmsetup table ct1)
+out=$("$CHAINADM" snapshot ct1 "$work/sn7.img" 2>&1)
+rc=$?
+tap_check "a snapshot refuses to leave a line it cannot rewrite (a typo in it) behind" \
+	eval 'test $rc != 0 && grep -q "names ct1 but is refused" <<< "$out" &&
+	      test "$(dmsetup table ct1)" = "$tbl" -a ! -e "$work/sn7.img"' ||
+	echo "$out" | sed 's/^/# /'
+cp "$work/ct.good" "$CT"
 
 # ---- a device on another top than the line's is named, not touched
 "$CHAINADM" format -q --backing "$work/sn5.img" "$work/hand.img"

@@ -25,7 +25,6 @@ refused "vm1 relative/top.chain" "absolute path" "a relative top layer is refuse
 refused "vm1 /l/top.chain raw,nodiscard" "unknown option 'nodiscard'" "an unknown option is refused, naming it"
 refused "vm1 /l/top.chain no-space-timeout=soon" "takes a number of seconds" "no-space-timeout=<not a number> is refused"
 refused "vm1 /l/top.chain noauto=1" "takes no value" "an option that takes no value is refused with one"
-refused "vm1 /l/top.chain raw,ignore-discard" "lone raw device" "a lone raw device with table features is refused"
 refused "vm1 /l/top.chain ignore-discard,ignore-discard" "given twice" "an option given twice is refused"
 refused "vm1 /l/top.chain defaults extra" "more than three fields" "a fourth field is refused"
 refused "a/b /l/top.chain" "not a device name" "a name with a slash is refused"
@@ -44,6 +43,13 @@ if [ $RC = 0 ] && grep -q "no device to assemble" <<< "$OUT"; then
 	pass "--all skips noauto and _netdev lines"
 else
 	fail "--all skips noauto and _netdev lines" "exit $RC" "$OUT" "$ERR"
+fi
+printf 'vm1 /l/a.raw raw,ignore-discard,noauto\r\n# CRLF, as from another system\r\n' > "$CHAINADM_CHAINTAB"
+run "$CHAINADM" assemble --all
+if [ $RC = 0 ] && [ -z "$ERR" ]; then
+	pass "CRLF line ends, and a lone raw device with table features, are accepted"
+else
+	fail "CRLF line ends, and a lone raw device with table features, are accepted" "exit $RC" "$ERR"
 fi
 
 rm -f "$CHAINADM_CHAINTAB"
