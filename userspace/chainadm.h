@@ -31,11 +31,18 @@ struct verb {
 	const char *summary;	/* one sentence */
 	const char *options;	/* option lines of --help, may be NULL */
 	int (*handler)(int argc, char **argv);
+	void (*more_help)(void);	/* after the options, or NULL */
 };
 
 extern const struct verb *current_verb;
 
 /* util.c */
+/*
+ * If set, errmsg() and warnmsg() hand their message here (severity
+ * "error" or "warning") instead of printing it: check --json.
+ */
+extern void (*msg_sink)(const char *severity, const char *object,
+			const char *text);
 void errmsg(const char *object, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void warnmsg(const char *object, const char *fmt, ...)
@@ -72,6 +79,11 @@ int cmd_copy(int argc, char **argv);
 int cmd_job(int argc, char **argv);
 int cmd_recover(int argc, char **argv);
 int cmd_assemble(int argc, char **argv);
+
+/* The column lists of the verbs with tables (output.h). */
+void list_help(void);
+void map_help(void);
+void check_help(void);
 int cmd_extend(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
 

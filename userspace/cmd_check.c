@@ -29,6 +29,7 @@
 
 #include "layer.h"
 #include "lock.h"
+#include "output.h"
 
 enum { OPT_CLEAR_NEEDS_CHECK = 0x100 };
 
@@ -41,19 +42,46 @@ struct check {
 	char why[DM_CHAIN_HEADER_SLOTS][256];
 };
 
+/* --json: every finding a line of the table "check". */
+static const struct out_col check_cols[] = {
+	{ "SEVERITY",	"error, warning or info",		OUT_STR, 7 },
+	{ "LAYER",	"the layer (its path)",			OUT_STR, 0.3 },
+	{ "MESSAGE",	"what was found",			OUT_STR, 0.6 },
+};
+#define CHECK_DEFAULT	"SEVERITY,LAYER,MESSAGE"
+static struct out_table *findings;
+
+void check_help(void)
+{
+	out_help_columns(check_cols, sizeof(check_cols) / sizeof(check_cols[0]));
+	printf("\nDefault: %s.\n", CHECK_DEFAULT);
+}
+
+static void finding(const char *severity, const char *object, const char *text)
+{
+	struct libscols_line *ln = out_line(findings);
+
+	out_str(findings, ln, "SEVERITY", severity);
+	out_str(findings, ln, "LAYER", object);
+	out_str(findings, ln, "MESSAGE", text);
+}
+
 /* Progress and findings that are not errors go to stdout. */
 static __attribute__((format(printf, 2, 3)))
 void note(const struct check *ck, const char *fmt, ...)
 {
+	char text[1024];
 	va_list ap;
 
 	if (ck->quiet)
 		return;
-	printf("%s: ", ck->l.path);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	putchar('\n');
+	if (findings)
+		finding("info", ck->l.path, text);
+	else
+		printf("%s: %s\n", ck->l.path, text);
 }
 
 /* Unpack each slot on its own, to say precisely what is wrong with it. */
@@ -179,18 +207,29 @@ static int clear_needs_check(struct check *ck)
 	return 0;
 }
 
+static int run_check(struct check *ckp, const char *path);
+
 int cmd_check(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "clear-needs-check", no_argument, NULL, OPT_CLEAR_NEEDS_CHECK },
 		{ "quiet",	no_argument, NULL, 'q' },
+		OUT_LONG_OPTIONS,
 		{ "help",	no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct check ck = { .quiet = false };
+	struct out_opts o = { .columns = NULL };
+	struct out_table t;
+	bool table = false;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "q" OUT_SHORT_OPTIONS "h", opts,
+				NULL)) != -1) {
+		if (out_option(&o, c, optarg)) {
+			table = true;
+			continue;
+		}
 		switch (c) {
 		case OPT_CLEAR_NEEDS_CHECK:
 			ck.clear_needs_check = true;
@@ -206,13 +245,39 @@ int cmd_check(int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		return usage_error("expects one layer path");
+	/* The table options: every message a line of a table, on stdout. */
+	if (table) {
+		if (out_begin(&t, &o, "check", check_cols,
+			      sizeof(check_cols) / sizeof(check_cols[0]),
+			      CHECK_DEFAULT))
+			return EXIT_USAGE;
+		findings = &t;
+		msg_sink = finding;
+	}
+	r = run_check(&ck, argv[optind]);
+	if (table) {
+		msg_sink = NULL;
+		findings = NULL;
+		if (out_end(&t) && !r)
+			r = -1;
+	}
+	if (r == -EINVAL)
+		return EXIT_INCONSISTENT;
+	return r ? EXIT_FAIL : EXIT_OK;
+}
+
+static int run_check(struct check *ckp, const char *path)
+{
+	struct check ck = *ckp;
+	int r;
+
 	/* A header rewrite waits for chainadm commands on the layer. */
-	if (ck.clear_needs_check && lock_layer_path(argv[optind]))
-		return EXIT_FAIL;
+	if (ck.clear_needs_check && lock_layer_path(path))
+		return -1;
 	/* O_EXCL: never rewrite the header of a block device in use. */
-	if (layer_open(&ck.l, argv[optind],
+	if (layer_open(&ck.l, path,
 		       ck.clear_needs_check ? O_RDWR | O_EXCL : O_RDONLY))
-		return EXIT_FAIL;
+		return -1;
 	r = check_header(&ck);
 	if (!r)
 		r = check_table(&ck);
@@ -224,7 +289,5 @@ int cmd_check(int argc, char **argv)
 		 (ck.l.info.flags & DM_CHAIN_FLAG_NEEDS_CHECK))
 		errmsg(ck.l.path, "not clearing the needs-check flag: the check found errors");
 	layer_close(&ck.l);
-	if (r == -EINVAL)
-		return EXIT_INCONSISTENT;
-	return r ? EXIT_FAIL : EXIT_OK;
+	return r;
 }

@@ -17,6 +17,7 @@
 #include "job.h"
 #include "json.h"
 #include "lock.h"
+#include "output.h"
 
 /* Table feature arguments, see Documentation/dm-chain.rst. */
 enum {
@@ -193,66 +194,99 @@ int cmd_remove(int argc, char **argv)
 	return dm_op_remove(argv[optind]) ? EXIT_FAIL : EXIT_OK;
 }
 
-struct list_ctx {
-	struct json *j;		/* NULL: a table for humans */
-	unsigned int count;
+/* The columns of list, as lsblk's: -o picks and orders them. */
+static const struct out_col list_cols[] = {
+	{ "NAME",	"device-mapper name",			OUT_STR,  0.1 },
+	{ "MAJ:MIN",	"device number",			OUT_STR,  6 },
+	{ "SIZE",	"virtual size",				OUT_SIZE, 6 },
+	{ "LAYERS",	"number of layers",			OUT_NUM,  3 },
+	{ "ACTIVE",	"the active layer (its file or device)", OUT_STR, 0.3 },
+	{ "BASE",	"the bottom layer",			OUT_STR,  0.3 },
+	{ "USED",	"data clusters of the active layer in use, %", OUT_NUM, 3 },
+	{ "SPACE",	"ok, or full (writes wait for room)",	OUT_STR,  4 },
+	{ "METADATA",	"rw, ro, or Fail",			OUT_STR,  4 },
+	{ "JOB",	"block job type, or none",		OUT_STR,  6 },
+	{ "PHASE",	"job phase (running, ready, failed...)", OUT_STR, 6 },
+	{ "PROGRESS",	"job progress, %",			OUT_NUM,  3 },
+	{ "FEATURES",	"table features",			OUT_STR,  0.2 },
 };
+#define LIST_DEFAULT	"NAME,SIZE,LAYERS,ACTIVE"
 
 static int list_one(const char *name, void *arg)
 {
-	struct list_ctx *ctx = arg;
+	struct out_table *t = arg;
+	struct libscols_line *ln;
 	struct dm_target_line line;
-	struct chain_table t;
-	char top[PATH_MAX], size[SIZE_STR_LEN];
+	char label[PATH_MAX], dev[32];
+	struct live lv;
+	bool job;
 
+	/* Only chain devices, and those that vanish meanwhile are skipped. */
 	if (dm_op_table(name, &line))
-		return -1;
-	if (!line.type || strcmp(line.type, CHAIN_TARGET) ||
-	    table_parse(name, line.params, &t)) {
-		dm_target_line_free(&line);
 		return 0;
-	}
-	layer_label(t.dev[t.n - 1], top, sizeof(top));
-	if (ctx->j) {
-		json_open(ctx->j, NULL, '{');
-		json_str(ctx->j, "name", name);
-		json_u64(ctx->j, "virtual-size", line.len << 9);
-		json_u64(ctx->j, "layers", t.n);
-		json_str(ctx->j, "active-layer", top);
-		json_close(ctx->j, '}');
-	} else {
-		if (!ctx->count)
-			printf("%-20s %10s %6s  %s\n", "NAME", "SIZE", "LAYERS", "ACTIVE LAYER");
-		printf("%-20s %10s %6u  %s\n", name,
-		       size_str(line.len << 9, size, sizeof(size)), t.n, top);
-	}
-	ctx->count++;
-	table_free(&t);
+	job = line.type && !strcmp(line.type, CHAIN_TARGET);
 	dm_target_line_free(&line);
+	if (!job || live_open(&lv, name))
+		return 0;
+	ln = out_line(t);
+	if (!ln) {
+		live_close(&lv);
+		errmsg(name, "out of memory");
+		return -1;
+	}
+	snprintf(dev, sizeof(dev), "%u:%u", lv.info.major, lv.info.minor);
+	out_str(t, ln, "NAME", name);
+	out_str(t, ln, "MAJ:MIN", dev);
+	out_u64(t, ln, "SIZE", lv.line.len << 9);
+	out_u64(t, ln, "LAYERS", lv.t.n);
+	layer_label(lv.t.dev[lv.t.n - 1], label, sizeof(label));
+	out_str(t, ln, "ACTIVE", label);
+	layer_label(lv.t.dev[0], label, sizeof(label));
+	out_str(t, ln, "BASE", label);
+	if (lv.s.has_clusters && lv.s.total)
+		out_u64(t, ln, "USED", lv.s.allocated * 100 / lv.s.total);
+	out_str(t, ln, "SPACE", lv.s.has_clusters ? (lv.s.full ? "full" : "ok") : "-");
+	out_str(t, ln, "METADATA", lv.s.mode);
+	job = lv.s.job.supported && job_is_active(&lv.s.job);
+	out_str(t, ln, "JOB", job ? lv.s.job.type : "none");
+	out_str(t, ln, "PHASE", job ? lv.s.job.phase : "-");
+	if (job)
+		out_u64(t, ln, "PROGRESS", job_percent(&lv.s.job));
+	out_str(t, ln, "FEATURES", *lv.t.features ? lv.t.features : "-");
+	live_close(&lv);
 	return 0;
+}
+
+void list_help(void)
+{
+	out_help_columns(list_cols, sizeof(list_cols) / sizeof(list_cols[0]));
+	printf("\nDefault: %s.\n", LIST_DEFAULT);
 }
 
 int cmd_list(int argc, char **argv)
 {
-	bool json = false;
-	struct json j;
-	struct list_ctx ctx = { .j = NULL };
-	int r = parse_simple(argc, argv, &json);
+	static const struct option opts[] = {
+		OUT_LONG_OPTIONS,
+		{ "help",	no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct out_opts o = { .columns = NULL };
+	struct out_table t;
+	int opt, r;
 
-	if (r)
-		return r > 0 ? EXIT_OK : EXIT_USAGE;
+	while ((opt = getopt_long(argc, argv, OUT_SHORT_OPTIONS "h", opts, NULL)) != -1) {
+		if (out_option(&o, opt, optarg))
+			continue;
+		return opt == 'h' ? print_help() : try_help();
+	}
 	if (optind != argc)
 		return usage_error("takes no arguments");
+	if (out_begin(&t, &o, "chaindevices", list_cols,
+		      sizeof(list_cols) / sizeof(list_cols[0]), LIST_DEFAULT))
+		return EXIT_USAGE;
 	dm_op_init();
-	if (json) {
-		json_init(&j, stdout);
-		ctx.j = &j;
-		json_open(&j, NULL, '[');
-	}
-	r = dm_op_list(list_one, &ctx);
-	if (json)
-		json_close(&j, ']');
-	return r ? EXIT_FAIL : EXIT_OK;
+	r = dm_op_list(list_one, &t);
+	return out_end(&t) || r ? EXIT_FAIL : EXIT_OK;
 }
 
 static void status_human(const struct live *st)

@@ -24,6 +24,7 @@
 #include "chain.h"
 #include "device.h"
 #include "loop.h"
+#include "output.h"
 
 #define LABEL_MAX	20
 #define MIN_BAR		10
@@ -39,6 +40,7 @@ struct map {
 	unsigned int label_width;
 	unsigned char *owner;	/* nr_clusters entries, newest layer wins */
 	unsigned char *row;	/* cols entries, strongest owner of the run */
+	unsigned char *who;	/* --extents: 1 + the layer owner[] is from */
 	unsigned int layer;	/* index of the layer being scanned */
 };
 
@@ -60,6 +62,8 @@ static void mark(struct map *m, uint64_t vc, unsigned char own)
 	unsigned char *cell = &m->row[vc / m->per_col];
 
 	m->owner[vc] = own;
+	if (m->who)
+		m->who[vc] = m->layer < UCHAR_MAX ? m->layer + 1 : UCHAR_MAX;
 	if (own > *cell)
 		*cell = own;
 }
@@ -109,8 +113,7 @@ static void print_row(const struct map *m, const struct layer *layers,
 	putchar('\n');
 }
 
-static int draw_layer(struct map *m, const struct layer *layers,
-		      unsigned int i, const char *label)
+static int scan_layer(struct map *m, const struct layer *layers, unsigned int i)
 {
 	const struct layer *l = &layers[i];
 	uint64_t vc;
@@ -121,9 +124,16 @@ static int draw_layer(struct map *m, const struct layer *layers,
 		/* A raw layer holds every cluster; its content is not read. */
 		for (vc = 0; vc < m->nr_clusters; vc++)
 			mark(m, vc, owner_of(i));
-	} else if (layer_scan_table(l, NULL, NULL, map_chunk, m)) {
-		return -1;
+		return 0;
 	}
+	return layer_scan_table(l, NULL, NULL, map_chunk, m);
+}
+
+static int draw_layer(struct map *m, const struct layer *layers,
+		      unsigned int i, const char *label)
+{
+	if (scan_layer(m, layers, i))
+		return -1;
 	print_label(m, label);
 	print_row(m, layers, m->row);
 	return 0;
@@ -215,7 +225,92 @@ out:
 	return r;
 }
 
-static int map_layer(const char *path, unsigned int width)
+/*
+ * --extents: what the guest reads, as runs of clusters from one layer,
+ * in the manner of qemu-img map: START and LENGTH in bytes, DEPTH 0 for
+ * the active layer (the number of layers where none holds the run and it
+ * reads zeros), DATA and ZERO as the run reads.
+ */
+static const struct out_col map_cols[] = {
+	{ "START",	"offset of the run in the disk",	OUT_SIZE, 8 },
+	{ "LENGTH",	"length of the run",			OUT_SIZE, 8 },
+	{ "DEPTH",	"layers above the one that holds it (0: active)", OUT_NUM, 3 },
+	{ "DATA",	"the run is data of that layer",	OUT_BOOL, 5 },
+	{ "ZERO",	"the run reads zeros",			OUT_BOOL, 5 },
+	{ "LAYER",	"the layer's file or device, - if none", OUT_STR, 0.5 },
+};
+#define MAP_DEFAULT	"START,LENGTH,DEPTH,DATA,ZERO,LAYER"
+
+void map_help(void)
+{
+	out_help_columns(map_cols, sizeof(map_cols) / sizeof(map_cols[0]));
+	printf("\nDefault: %s.\n", MAP_DEFAULT);
+}
+
+static int extents(const struct layer *layers, unsigned int n,
+		   char *const *labels, const struct out_opts *o)
+{
+	const struct layer *top = &layers[n - 1];
+	uint64_t vsize = top->raw ? top->size : top->info.virtual_size;
+	struct libscols_line *ln;
+	struct out_table t;
+	struct map m;
+	uint64_t vc, end, start, len;
+	unsigned int i, w;
+	int r = -1;
+
+	if (map_setup(&m, layers, n, labels, 80))
+		goto out;
+	m.who = calloc(m.nr_clusters ? m.nr_clusters : 1, 1);
+	if (!m.who) {
+		errmsg(labels[n - 1], "out of memory");
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		if (scan_layer(&m, layers, i))
+			goto out;
+	if (out_begin(&t, o, "map", map_cols, sizeof(map_cols) / sizeof(map_cols[0]),
+		      MAP_DEFAULT))
+		goto out;
+	for (vc = 0; vc < m.nr_clusters; vc = end) {
+		for (end = vc + 1; end < m.nr_clusters &&
+		     m.who[end] == m.who[vc] && m.owner[end] == m.owner[vc]; end++)
+			;
+		start = vc * m.cluster_size;
+		len = end * m.cluster_size > vsize ? vsize - start :
+						     (end - vc) * m.cluster_size;
+		w = m.who[vc];
+		ln = out_line(&t);
+		out_u64(&t, ln, "START", start);
+		out_u64(&t, ln, "LENGTH", len);
+		out_u64(&t, ln, "DEPTH", w ? n - w : n);
+		out_bool(&t, ln, "DATA", m.owner[vc] >= OWN_DATA);
+		out_bool(&t, ln, "ZERO", m.owner[vc] < OWN_DATA);
+		out_str(&t, ln, "LAYER", w ? labels[w - 1] : "-");
+	}
+	r = out_end(&t);
+out:
+	free(m.owner);
+	free(m.row);
+	free(m.who);
+	return r;
+}
+
+struct map_req {
+	unsigned int width;
+	bool extents;		/* the table of runs, not the picture */
+	struct out_opts o;
+};
+
+/* The picture or the table of runs of layers, bottom first. */
+static int show(const char *what, const struct layer *layers, unsigned int n,
+		char *const *labels, const struct map_req *req)
+{
+	return req->extents ? extents(layers, n, labels, &req->o) :
+			      draw(what, layers, n, labels, req->width);
+}
+
+static int map_layer(const char *path, const struct map_req *req)
 {
 	struct chain *c = chain_alloc();
 	char *labels[DM_CHAIN_MAX_LAYERS];
@@ -225,7 +320,7 @@ static int map_layer(const char *path, unsigned int width)
 	if (c && !chain_discover(c, path)) {
 		for (i = 0; i < c->n; i++)
 			labels[i] = c->layer[i].path;
-		r = draw(path, c->layer, c->n, labels, width);
+		r = show(path, c->layer, c->n, labels, req);
 	}
 	chain_free(c);
 	return r;
@@ -253,7 +348,7 @@ static int open_live_layers(const struct chain_table *t, struct chain *c,
 	return 0;
 }
 
-static int map_device(const char *name, unsigned int width)
+static int map_device(const char *name, const struct map_req *req)
 {
 	static char labels[DM_CHAIN_MAX_LAYERS][PATH_MAX];
 	char *label_ptrs[DM_CHAIN_MAX_LAYERS];
@@ -270,7 +365,7 @@ static int map_device(const char *name, unsigned int width)
 	if (c && !open_live_layers(&t, c, labels)) {
 		for (i = 0; i < c->n; i++)
 			label_ptrs[i] = labels[i];
-		r = draw(name, c->layer, c->n, label_ptrs, width);
+		r = show(name, c->layer, c->n, label_ptrs, req);
 	}
 	chain_free(c);
 	table_free(&t);
@@ -278,22 +373,35 @@ static int map_device(const char *name, unsigned int width)
 	return r;
 }
 
+enum { OPT_EXTENTS = 0x100 };
+
 int cmd_map(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "width",	required_argument, NULL, 'w' },
+		{ "extents",	no_argument,	   NULL, OPT_EXTENTS },
+		OUT_LONG_OPTIONS,
 		{ "help",	no_argument,	   NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
+	struct map_req req = { .width = 0 };
 	unsigned long width = 0;
 	struct stat st;
 	int opt, r;
 
-	while ((opt = getopt_long(argc, argv, "w:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "w:" OUT_SHORT_OPTIONS "h", opts,
+				  NULL)) != -1) {
+		if (out_option(&req.o, opt, optarg)) {
+			req.extents = true;	/* table options: the table */
+			continue;
+		}
 		switch (opt) {
 		case 'w':
 			if (parse_uint("--width", optarg, 4096, &width))
 				return EXIT_USAGE;
+			break;
+		case OPT_EXTENTS:
+			req.extents = true;
 			break;
 		case 'h':
 			return print_help();
@@ -303,12 +411,17 @@ int cmd_map(int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		return usage_error("expects a device name or a layer path");
-	if (!width)
-		width = terminal_width();
+	if (width && req.extents)
+		return usage_error("--width draws the picture: not with --extents or the table options");
+	if (req.extents &&
+	    out_columns_ok(&req.o, map_cols, sizeof(map_cols) / sizeof(map_cols[0]),
+			   MAP_DEFAULT))
+		return EXIT_USAGE;
+	req.width = width ? width : terminal_width();
 	/* An existing path is a layer; anything else names a dm device. */
 	if (!stat(argv[optind], &st))
-		r = map_layer(argv[optind], width);
+		r = map_layer(argv[optind], &req);
 	else
-		r = map_device(argv[optind], width);
+		r = map_device(argv[optind], &req);
 	return r ? EXIT_FAIL : EXIT_OK;
 }

@@ -14,6 +14,7 @@
 #include "chainadm.h"
 #include "dm-chain-release.h"
 #include "lock.h"
+#include "output.h"
 
 #define FEATURE_OPTIONS \
 	"     --ignore-discard       ignore discards\n" \
@@ -36,43 +37,49 @@ static const struct verb verbs[] = {
 	  " -b, --backing <layer>      layer below the new one\n"
 	  " -F, --backing-type <type>  raw or chain (default: chain if it has the magic)\n"
 	  " -q, --quiet                print nothing on success\n",
-	  cmd_format },
+	  cmd_format, NULL },
 	{ "info", "[options] <layer>",
 	  "Show the header of a layer and, optionally, of every layer below it.",
 	  "     --backing-chain        follow the backing hints down to the base\n"
 	  "     --json                 print JSON\n",
-	  cmd_info },
+	  cmd_info, NULL },
 	{ "check", "[options] <layer>",
 	  "Check the consistency of a layer offline.",
 	  "     --clear-needs-check    if no error is found, clear the needs-check flag\n"
-	  " -q, --quiet                report errors and warnings only\n",
-	  cmd_check },
+	  " -q, --quiet                report errors and warnings only\n"
+	  "The findings as a table (severity, layer, message):\n"
+	  OUT_HELP,
+	  cmd_check, check_help },
 	{ "create", "[options] <name> <top-layer>\n"
 		    " chainadm create [options] --layers <name> <bottom-layer> [<layer>...] <top-layer>",
 	  "Assemble a chain and create the device /dev/mapper/<name>.",
 	  "     --layers               the layers are listed bottom first (no hints)\n"
 	  "     --raw-base             with --layers: the bottom layer is a raw device\n"
 	  FEATURE_OPTIONS,
-	  cmd_create },
+	  cmd_create, NULL },
 	{ "remove", "<name>",
 	  "Remove a chain device and detach the loop devices of its layers.",
-	  NULL, cmd_remove },
+	  NULL, cmd_remove, NULL },
 	{ "list", "[options]",
 	  "List the chain devices.",
-	  "     --json                 print JSON\n",
-	  cmd_list },
+	  OUT_HELP,
+	  cmd_list, list_help },
 	{ "status", "[options] <name>",
 	  "Show the layers and the state of a chain device.",
 	  "     --json                 print JSON\n",
-	  cmd_status },
+	  cmd_status, NULL },
 	{ "snapshot", "[options] <name> <new-overlay>",
 	  "Take a live external snapshot: a new active layer over the current one.",
 	  " -l, --layer-size <size>    size of the new file (default: room for every cluster)\n",
-	  cmd_snapshot },
+	  cmd_snapshot, NULL },
 	{ "map", "[options] <name|layer>",
 	  "Draw which layer holds each cluster and what the guest sees.",
-	  " -w, --width <columns>      line width (default: the terminal's)\n",
-	  cmd_map },
+	  " -w, --width <columns>      line width (default: the terminal's)\n"
+	  "     --extents              list what the guest reads as runs of\n"
+	  "                            clusters, each from one layer (as\n"
+	  "                            qemu-img map); implied by:\n"
+	  OUT_HELP,
+	  cmd_map, map_help },
 	{ "pull", "[options] <name>",
 	  "Pull the data of lower layers up into the active layer (stream).",
 	  "     --base <layer>         keep this layer and the ones below it\n"
@@ -81,7 +88,7 @@ static const struct verb verbs[] = {
 	  "                            suffix (512K); 0: unlimited\n"
 	  JOB_WAIT_OPTIONS
 	  "     --json                 print the job as JSON at the end\n",
-	  cmd_pull },
+	  cmd_pull, NULL },
 	{ "commit", "[options] <name>",
 	  "Commit layers down into a lower one and drop them from the chain.",
 	  "     --top <layer>          the highest layer committed (default: the one\n"
@@ -96,7 +103,7 @@ static const struct verb verbs[] = {
 	  "                            suffix (512K); 0: unlimited\n"
 	  JOB_WAIT_OPTIONS
 	  "     --json                 print the job as JSON at the end\n",
-	  cmd_commit },
+	  cmd_commit, NULL },
 	{ "copy", "[options] <name> <dest>",
 	  "Copy the disk to a new file or device while it is in use (mirror).",
 	  "     --shallow              copy the active layer only; dest stands on the\n"
@@ -110,7 +117,7 @@ static const struct verb verbs[] = {
 	  "                            suffix (512K); 0: unlimited\n"
 	  JOB_WAIT_OPTIONS
 	  "     --json                 print the job as JSON at the end\n",
-	  cmd_copy },
+	  cmd_copy, NULL },
 	{ "job", "[options] <name>",
 	  "Show or control the block job of a device.",
 	  "     --info                 show the job (the default)\n"
@@ -124,13 +131,13 @@ static const struct verb verbs[] = {
 	  "                            a suffix (512K); 0: unlimited\n"
 	  JOB_WAIT_OPTIONS
 	  "     --json                 print JSON\n",
-	  cmd_job },
+	  cmd_job, NULL },
 	{ "extend", "[options] <name>",
 	  "Give the active layer the room its grown file, LV or partition has.",
 	  " -l, --layer-size [+]<size> grow the layer's file to (or by) size; for\n"
 	  "                            a device, check it is that long (default: a\n"
 	  "                            file grows to hold every cluster)\n",
-	  cmd_extend },
+	  cmd_extend, NULL },
 	{ "monitor", "[options] <name>",
 	  "Wait on the device's events and grow the active layer before it is full.",
 	  " -a, --at <percent>         act when the active layer is this full\n"
@@ -140,16 +147,16 @@ static const struct verb verbs[] = {
 	  "                            CHAINADM_USED_PERCENT set; then extend\n"
 	  " -l, --layer-size +<size>   a file layer grows by size each time\n"
 	  "                            (default: to hold every cluster)\n",
-	  cmd_monitor },
+	  cmd_monitor, NULL },
 	{ "recover", "<name> <top-layer>",
 	  "Assemble a chain whose job was cut short by a crash: old or new chain.",
-	  NULL, cmd_recover },
+	  NULL, cmd_recover, NULL },
 	{ "assemble", "[options] --all | <name>...",
 	  "Create the chain devices the chaintab lists that are not there yet.",
 	  "     --all                  every device listed without noauto or _netdev\n"
 	  "     --netdev               with --all: the _netdev devices instead\n"
 	  "                            (once the network is up)\n",
-	  cmd_assemble },
+	  cmd_assemble, NULL },
 };
 
 const struct verb *current_verb;

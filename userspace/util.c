@@ -12,9 +12,18 @@
 
 #include "chainadm.h"
 
+void (*msg_sink)(const char *severity, const char *object, const char *text);
+
 static void vmsg(const char *object, const char *prefix, const char *fmt,
 		 va_list ap)
 {
+	char text[1024];
+
+	if (msg_sink) {
+		vsnprintf(text, sizeof(text), fmt, ap);
+		msg_sink(*prefix ? "warning" : "error", object, text);
+		return;
+	}
 	fprintf(stderr, "chainadm: %s: %s", object, prefix);
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
@@ -69,8 +78,10 @@ int print_help(void)
 
 	printf("\nUsage:\n chainadm %s %s\n\n%s\n\nOptions:\n%s",
 	       v->name, v->args, v->summary, v->options ? v->options : "");
-	printf(" -h, --help                 display this help\n\n"
-	       "See chainadm(8).\n");
+	printf(" -h, --help                 display this help\n");
+	if (v->more_help)
+		v->more_help();
+	printf("\nSee chainadm(8).\n");
 	return EXIT_OK;
 }
 

@@ -15,8 +15,8 @@
 # after them, are in crash_jobs (a host test).
 . "$(dirname "$0")/../lib.sh"
 
-jobs_begin assemble
-tap_plan 29
+jobs_begin assemble jq
+tap_plan 31
 
 MIB=$((1 << 20))
 SIZE=$((32 * MIB))
@@ -73,6 +73,14 @@ tap_check "... not the noauto and _netdev devices" \
 tap_check "ct1 is base <- sn1 <- act, with the line's table features" \
 	eval 'test "$(dev_layer_names ct1)" = "base.raw sn1.img act.img" &&
 	      dmsetup table ct1 | grep -q "2 ignore_discard no_space_timeout:30\$"'
+tap_check "list --json: both devices, their size, layers and active layer" \
+	eval '"$CHAINADM" list --json | jq -e --arg w "$work" "
+	      [.chaindevices[] | select(.name == \"ct1\" or .name == \"ct2\")] ==
+	      [{name: \"ct1\", size: $SIZE, layers: 3, active: (\$w + \"/act.img\")},
+	       {name: \"ct2\", size: $SIZE, layers: 1, active: (\$w + \"/lone.raw\")}]" >/dev/null'
+tap_check "list -o NAME,JOB,BASE --raw --noheadings: those columns, bare" \
+	eval 'test "$("$CHAINADM" list -o NAME,JOB,BASE --raw --noheadings | grep "^ct")" = "ct1 none $work/base.raw
+ct2 none $work/lone.raw"'
 tap_check "ct2 is the lone raw file, and reads it" \
 	eval 'test "$(dev_layer_names ct2)" = lone.raw && cmp /dev/mapper/ct2 "$work/lone.raw"'
 write ct1 4 8
