@@ -322,19 +322,28 @@ int lock_brief(const char *file, const char *object)
 	return fd;
 }
 
-/* The same without waiting: -1, having said so, if another holds it. */
-int lock_brief_try(const char *file, const char *object)
+/*
+ * The same, waiting at most ms milliseconds: for a caller that holds a
+ * device suspended, whose holder might wait on that device.  -1, having
+ * said so, if another still holds it then.
+ */
+int lock_brief_timed(const char *file, const char *object, unsigned int ms)
 {
 	int fd = open_lock(file, object);
+	unsigned int waited;
 
 	if (fd < 0)
 		return -1;
-	if (!flock(fd, LOCK_EX | LOCK_NB))
-		return fd;
-	errmsg(object, "another chainadm is rewriting it (lock %s/%s): not waiting while a device is suspended; try again",
-	       LOCK_DIR, file);
-	close(fd);
-	return -1;
+	for (waited = 0; flock(fd, LOCK_EX | LOCK_NB); waited += 10) {
+		if (waited >= ms || (errno != EWOULDBLOCK && errno != EINTR)) {
+			errmsg(object, "another chainadm holds its lock (%s/%s) for more than %u ms: not waiting longer while a device is suspended; try again",
+			       LOCK_DIR, file, ms);
+			close(fd);
+			return -1;
+		}
+		usleep(10000);
+	}
+	return fd;
 }
 
 void lock_brief_release(int fd)

@@ -76,7 +76,7 @@ int lock_layer_path(const char *path);
 /* Release every lock this process holds. */
 /* A lock of its own around one short step, taken last (lock.c). */
 int lock_brief(const char *file, const char *object);
-int lock_brief_try(const char *file, const char *object);
+int lock_brief_timed(const char *file, const char *object, unsigned int ms);
 void lock_brief_release(int fd);
 
 void unlock_all(void);
