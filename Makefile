@@ -18,6 +18,7 @@
 #   make install         module into /lib/modules/<kver>/updates, chainadm,
 #                        its man page, bash completion and the systemd
 #                        units that assemble /etc/chaintab at boot
+#                        (install-userspace: all but the module, for DKMS)
 #
 # Variables: KVER (kernel series or release, default 6.1: Debian 12's own
 # kernel; 6.12 selects Debian's 6.12 LTS), KDIR (kernel build tree,
@@ -57,7 +58,7 @@ UNITS := chainadm-assemble.service chainadm-assemble-netdev.service
 INSTALL_MOD_DIR ?= updates
 
 .PHONY: all module modules-all userspace progs check stress demo bench shell deps \
-	fuzz soak install units uninstall clean help
+	fuzz soak install install-userspace units uninstall clean help
 
 all: module userspace progs
 
@@ -170,10 +171,13 @@ shell: all
 	tools/guest-run -k $(KVER) --shell
 
 # Unsigned, like any out-of-tree module (loading it taints the kernel).
-install: all units
+install: all install-userspace
 	$(MAKE) -C $(KDIR) M=$(CURDIR) INSTALL_MOD_DIR=$(INSTALL_MOD_DIR) \
 		$(if $(DESTDIR),INSTALL_MOD_PATH=$(DESTDIR)) CONFIG_MODULE_SIG_ALL= modules_install
 	$(if $(DESTDIR),,depmod -a $(KREL))
+
+# Everything but the module (DKMS installs that, see dkms.conf).
+install-userspace: userspace units
 	install -D -m 755 userspace/chainadm $(DESTDIR)$(SBINDIR)/chainadm
 	if [ -f Documentation/chainadm.8 ]; then \
 		install -D -m 644 Documentation/chainadm.8 $(DESTDIR)$(MANDIR)/man8/chainadm.8; fi

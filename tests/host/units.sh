@@ -1,6 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-only
-# The systemd units that assemble /etc/chaintab at boot: make install puts
+# The systemd units that assemble /etc/chaintab at boot: make
+# install-userspace (make install but the module, which DKMS installs:
+# tests/host/dkms.sh; and no module build beside running guests) puts
 # them (with chainadm, its man page and completion) under DESTDIR, each
 # runs the chainadm installed beside it, and systemd-analyze verify finds
 # nothing wrong with them.  The guest has no systemd: what the units run,
@@ -10,7 +12,7 @@
 plan 4
 root=$SCRATCH/root
 units="chainadm-assemble.service chainadm-assemble-netdev.service"
-run make -s -C "$TOP_DIR" install DESTDIR="$root" PREFIX=/usr
+run make -s -C "$TOP_DIR" install-userspace DESTDIR="$root" PREFIX=/usr
 missing=
 for f in usr/sbin/chainadm usr/share/man/man8/chainadm.8 \
 	 usr/share/bash-completion/completions/chainadm \
@@ -18,10 +20,10 @@ for f in usr/sbin/chainadm usr/share/man/man8/chainadm.8 \
 	 etc/systemd/system/chainadm-assemble-netdev.service; do
 	[ -f "$root/$f" ] || missing="$missing $f"
 done
-if [ $RC = 0 ] && [ -z "$missing" ] && find "$root/lib/modules" -name dm-chain.ko | grep -q .; then
-	pass "make install DESTDIR= installs the module, chainadm, man page, completion and both units"
+if [ $RC = 0 ] && [ -z "$missing" ]; then
+	pass "make install-userspace DESTDIR= installs chainadm, man page, completion and both units"
 else
-	fail "make install DESTDIR= installs the module, chainadm, man page, completion and both units" \
+	fail "make install-userspace DESTDIR= installs chainadm, man page, completion and both units" \
 		"exit $RC, missing:$missing" "$ERR"
 fi
 a=$(grep '^ExecStart=' "$root/etc/systemd/system/chainadm-assemble.service")
