@@ -53,8 +53,8 @@ static struct out_table *findings;
 
 void check_help(void)
 {
-	out_help_columns(check_cols, sizeof(check_cols) / sizeof(check_cols[0]));
-	printf("\nDefault: %s.\n", CHECK_DEFAULT);
+	out_help_columns(check_cols, sizeof(check_cols) / sizeof(check_cols[0]),
+			 CHECK_DEFAULT);
 }
 
 static void finding(const char *severity, const char *object, const char *text)

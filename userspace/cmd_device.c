@@ -259,8 +259,8 @@ static int list_one(const char *name, void *arg)
 
 void list_help(void)
 {
-	out_help_columns(list_cols, sizeof(list_cols) / sizeof(list_cols[0]));
-	printf("\nDefault: %s.\n", LIST_DEFAULT);
+	out_help_columns(list_cols, sizeof(list_cols) / sizeof(list_cols[0]),
+			 LIST_DEFAULT);
 }
 
 int cmd_list(int argc, char **argv)

@@ -243,8 +243,8 @@ static const struct out_col map_cols[] = {
 
 void map_help(void)
 {
-	out_help_columns(map_cols, sizeof(map_cols) / sizeof(map_cols[0]));
-	printf("\nDefault: %s.\n", MAP_DEFAULT);
+	out_help_columns(map_cols, sizeof(map_cols) / sizeof(map_cols[0]),
+			 MAP_DEFAULT);
 }
 
 static int extents(const struct layer *layers, unsigned int n,

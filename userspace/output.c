@@ -200,11 +200,13 @@ int out_end(struct out_table *t)
 	return r ? -1 : 0;
 }
 
-void out_help_columns(const struct out_col *cols, unsigned int ncols)
+void out_help_columns(const struct out_col *cols, unsigned int ncols,
+		      const char *defaults)
 {
 	unsigned int i;
 
 	printf("\nAvailable output columns:\n");
 	for (i = 0; i < ncols; i++)
 		printf(" %12s  %s\n", cols[i].name, cols[i].help);
+	printf("\nDefault: %s.\n", defaults);
 }

@@ -74,6 +74,7 @@ void out_bool(struct out_table *t, struct libscols_line *ln, const char *col,
 int out_end(struct out_table *t);	/* print and free */
 
 /* The "Available output columns" part of a verb's help. */
-void out_help_columns(const struct out_col *cols, unsigned int ncols);
+void out_help_columns(const struct out_col *cols, unsigned int ncols,
+		      const char *defaults);
 
 #endif
