@@ -110,7 +110,7 @@ int out_begin(struct out_table *t, const struct out_opts *o, const char *name,
 		const struct out_col *c = &cols[t->sel[i]];
 
 		/* JSON keys in lower case, as lsblk's. */
-		for (k = 0; c->name[k] && k < sizeof(lower) - 1; k++)
+		for (k = 0; k < sizeof(lower) - 1 && c->name[k]; k++)
 			lower[k] = o->json ? tolower((unsigned char)c->name[k]) :
 					     c->name[k];
 		lower[k] = '\0';
