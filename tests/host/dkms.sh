@@ -5,8 +5,10 @@
 # the module for each kernel in $CHAIN_KERNELS (default 6.1) into
 # /lib/modules/<release>/updates/dkms.  The module must be built from
 # these sources (its srcversion is the in-tree build's), and a guest of
-# each kernel loads it with modprobe (so through depmod's index) and runs
-# the smoke test on it.  At the end dkms removes it from every kernel.
+# the first kernel loads it with modprobe (so through depmod's index) and
+# runs the smoke test on it (DKMS_BOOT_ALL=1: a guest of each kernel; in
+# make check the others boot their in-tree build).  At the end dkms
+# removes it from every kernel.
 #
 # It installs into the host's /lib/modules while make check's guests run:
 # they read it over 9p, and depmod replaces its index files by rename, so
@@ -28,7 +30,9 @@ if [ -n "$(dkms status dm-chain 2>/dev/null)" ] || [ -e "$SRC" ]; then
 	echo "1..0 # SKIP dm-chain is known to dkms already ($(dkms status dm-chain | head -1)): not touching an administrator's install"
 	exit 4
 fi
-plan $((2 + 3 * ${#kernels[@]}))
+boots=1
+[ "${DKMS_BOOT_ALL:-0}" = 1 ] && boots=${#kernels[@]}
+plan $((2 + 2 * ${#kernels[@]} + boots))
 cleanup() {
 	dkms remove "dm-chain/$V" --all >/dev/null 2>&1
 	rm -rf "$SRC"
@@ -55,7 +59,7 @@ for k in "${kernels[@]}"; do
 		fail "[$k] dkms build and install for $rel" "exit $RC" "$(tail -5 <<< "$OUT")" "$ERR" \
 			"$(tail -20 "/var/lib/dkms/dm-chain/$V/build/make.log" 2>/dev/null)"
 		fail "[$k] built from these sources: not run"
-		fail "[$k] a guest loads it: not run"
+		[ $((boots--)) -gt 0 ] && fail "[$k] a guest loads it: not run"
 		continue
 	fi
 	tree=$TOP/kernel/dm-chain.ko
@@ -67,6 +71,7 @@ for k in "${kernels[@]}"; do
 	else
 		fail "[$k] built from these sources" "dkms: $(modinfo -F srcversion "$ko"), $tree: $want"
 	fi
+	[ $((boots--)) -gt 0 ] || continue
 	"$TOP/tools/guest-run" -k "$k" -t 900 -- bash "$HOST_DIR/dkms.guest" "$want" \
 		> "$SCRATCH/guest.$k" 2>&1
 	rc=$?
