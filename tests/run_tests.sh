@@ -108,20 +108,22 @@ limit_of() {
 	echo "${TEST_TIMEOUT:-${l:-$per_test_timeout}}"
 }
 
-# run_one KIND/NAME [in-guest] : run one test file, its output as comments.
-run_one() {
-	local t=$1 out rc reason start limit
+# exec_one KIND/NAME [guest] : run one test file in its time limit, its
+# output to stdout; its exit status.
+exec_one() {
+	local t=$1 limit
 	limit=$(limit_of "$t")
-	out=$(mktemp /tmp/dm-chain-test.XXXXXX)
-	start=$(date +%s)
 	[ "${2:-}" = guest ] && echo "dm-chain-test: begin $t" > /dev/kmsg
 	(cd "$repo" && TEST_NAME=$t timeout -k 10 "$limit" \
-		"$tests_dir/$t.sh" < /dev/null 2>&1) | tee "$out" | sed -u 's/^/# /'
-	rc=${PIPESTATUS[0]}
-	echo "# $t took $(( $(date +%s) - start )) s"
-	reason=
+		"$tests_dir/$t.sh" < /dev/null 2>&1)
+}
+
+# report_one KIND/NAME RC OUT SECONDS [guest] : the test's TAP line.
+report_one() {
+	local t=$1 rc=$2 out=$3 reason=
+	echo "# $t took $4 s"
 	# A test that passed but left a kernel warning behind still fails.
-	if [ "${2:-}" = guest ] && [ $rc -eq 0 ]; then
+	if [ "${5:-}" = guest ] && [ "$rc" -eq 0 ]; then
 		# shellcheck source=lib.sh
 		if ! (TEST_NAME=$t; . "$tests_dir/lib.sh"; trap - EXIT; kmsg_check "$t"); then
 			reason="kernel log has warnings"
@@ -131,9 +133,20 @@ run_one() {
 	case $rc in
 	0)	result pass "$t" ;;
 	4)	result skip "$t" "$(sed -n 's/.*# SKIP *//p' "$out" | head -n 1)" ;;
-	124|137) result fail "$t" "timed out after $limit s" ;;
+	124|137) result fail "$t" "timed out after $(limit_of "$t") s" ;;
 	*)	result fail "$t" "${reason:-exit status $rc}" ;;
 	esac
+}
+
+# run_one KIND/NAME [guest] : run one test file, its output as comments
+# as it comes.
+run_one() {
+	local t=$1 out rc start
+	out=$(mktemp /tmp/dm-chain-test.XXXXXX)
+	start=$(date +%s)
+	exec_one "$t" "${2:-}" | tee "$out" | sed -u 's/^/# /'
+	rc=${PIPESTATUS[0]}
+	report_one "$t" "$rc" "$out" $(( $(date +%s) - start )) "${2:-}"
 	rm -f "$out"
 }
 
@@ -250,9 +263,12 @@ boot() {	# boot UNIT : its guest tests on its kernel, output to $gdir/UNIT
 		guest_timeout=$((guest_timeout + $(limit_of "$t") + 15))
 	done
 	: > "$gdir/$1"
-	(cd "$repo" && env "${envs[@]}" "$repo/tools/guest-run" -k "${1%.*}" -t "$guest_timeout" \
+	(start=$(date +%s)
+	 cd "$repo" && env "${envs[@]}" "$repo/tools/guest-run" -k "${1%.*}" -t "$guest_timeout" \
 			-- tests/run_tests.sh --in-guest "${tests[@]}" >> "$gdir/$1" 2>&1
-	 echo "@@guest-run-exit $?" >> "$gdir/$1") &
+	 rc=$?
+	 echo "the guest boot took $(( $(date +%s) - start )) s" >> "$gdir/$1"
+	 echo "@@guest-run-exit $rc" >> "$gdir/$1") &
 	gpid[$1]=$!
 }
 
@@ -261,8 +277,35 @@ if [ "$parallel" != 0 ]; then
 	for u in "${units[@]}"; do boot "$u"; done
 fi
 
+# host_background=: host tests that boot guests of their own for a long
+# time (crash_jobs, dkms) start first, beside the guests and each other;
+# the rest run one after the other meanwhile, and the background ones'
+# output follows theirs.
+read -r -a host_bg <<< "$(sed -n 's/^host_background=//p' "$tests_dir/settings" 2>/dev/null)"
+declare -A hpid=()
+in_bg() {	# in_bg host/NAME : listed as host_background=
+	local f
+	[ "$parallel" != 0 ] || return 1
+	for f in "${host_bg[@]}"; do [ "$1" = "host/$f" ] && return 0; done
+	return 1
+}
 for t in "${htests[@]}"; do
-	run_one "$t"
+	in_bg "$t" || continue
+	(start=$(date +%s)
+	 exec_one "$t" > "$gdir/host.${t#host/}" 2>&1
+	 echo "$? $(( $(date +%s) - start ))" > "$gdir/host.${t#host/}.rc") &
+	hpid[$t]=$!
+done
+for t in "${htests[@]}"; do
+	in_bg "$t" || run_one "$t"
+done
+for t in "${htests[@]}"; do
+	in_bg "$t" || continue
+	wait "${hpid[$t]}"
+	echo "# $t (run beside the others):"
+	sed 's/^/# /' "$gdir/host.${t#host/}"
+	read -r rc secs < "$gdir/host.${t#host/}.rc"
+	report_one "$t" "${rc:-1}" "$gdir/host.${t#host/}" "${secs:-?}"
 done
 
 # Each boot's TAP lines are renumbered into ours and everything else is
