@@ -6,7 +6,8 @@
 #   tests/run_tests.sh [-k KVER]... [--host-only|--guest-only] [TEST...]
 #	Boot guests (tools/guest-run; all at once unless GUEST_PARALLEL=0) to
 #	run the executable tests/guest/*.sh, and run every executable
-#	tests/host/*.sh here meanwhile.  The first kernel runs every guest
+#	tests/host/*.sh here meanwhile, but those listed as host_last= in
+#	tests/settings, which boot guests of their own: they run after.  The first kernel runs every guest
 #	test, in two guests (tests/settings second_guest=); the others all
 #	but first_only= ones (all with FULL=1).  One TAP line per test file
 #	and one per guest boot (clean kernel log, exit status reported, in
@@ -277,35 +278,18 @@ if [ "$parallel" != 0 ]; then
 	for u in "${units[@]}"; do boot "$u"; done
 fi
 
-# host_background=: host tests that boot guests of their own for a long
-# time (crash_jobs, dkms) start first, beside the guests and each other;
-# the rest run one after the other meanwhile, and the background ones'
-# output follows theirs.
-read -r -a host_bg <<< "$(sed -n 's/^host_background=//p' "$tests_dir/settings" 2>/dev/null)"
-declare -A hpid=()
-in_bg() {	# in_bg host/NAME : listed as host_background=
+# host_last=: host tests that boot guests of their own (crash_jobs, dkms);
+# they run after the guest boots, beside each other, where they have the
+# machine to themselves: a TCG guest beside four others took nine times
+# as long as alone.  The other host tests run while the guests boot.
+read -r -a host_last <<< "$(sed -n 's/^host_last=//p' "$tests_dir/settings" 2>/dev/null)"
+is_last() {	# is_last host/NAME : listed as host_last=
 	local f
-	[ "$parallel" != 0 ] || return 1
-	for f in "${host_bg[@]}"; do [ "$1" = "host/$f" ] && return 0; done
+	for f in "${host_last[@]}"; do [ "$1" = "host/$f" ] && return 0; done
 	return 1
 }
 for t in "${htests[@]}"; do
-	in_bg "$t" || continue
-	(start=$(date +%s)
-	 exec_one "$t" > "$gdir/host.${t#host/}" 2>&1
-	 echo "$? $(( $(date +%s) - start ))" > "$gdir/host.${t#host/}.rc") &
-	hpid[$t]=$!
-done
-for t in "${htests[@]}"; do
-	in_bg "$t" || run_one "$t"
-done
-for t in "${htests[@]}"; do
-	in_bg "$t" || continue
-	wait "${hpid[$t]}"
-	echo "# $t (run beside the others):"
-	sed 's/^/# /' "$gdir/host.${t#host/}"
-	read -r rc secs < "$gdir/host.${t#host/}.rc"
-	report_one "$t" "${rc:-1}" "$gdir/host.${t#host/}" "${secs:-?}"
+	is_last "$t" || run_one "$t"
 done
 
 # Each boot's TAP lines are renumbered into ours and everything else is
@@ -364,6 +348,23 @@ for u in "${units[@]}"; do
 	125)	result fail "guest boot [$rel]" "guest reported no exit status" ;;
 	*)	result fail "guest boot [$rel]" "guest-run exit status ${grc:-unknown}" ;;
 	esac
+done
+
+declare -A hpid=()
+for t in "${htests[@]}"; do
+	is_last "$t" || continue
+	(start=$(date +%s)
+	 exec_one "$t" > "$gdir/host.${t#host/}" 2>&1
+	 echo "$? $(( $(date +%s) - start ))" > "$gdir/host.${t#host/}.rc") &
+	hpid[$t]=$!
+done
+for t in "${htests[@]}"; do
+	is_last "$t" || continue
+	wait "${hpid[$t]}"
+	echo "# $t (after the guests, beside the other host_last tests):"
+	sed 's/^/# /' "$gdir/host.${t#host/}"
+	read -r rc secs < "$gdir/host.${t#host/}.rc"
+	report_one "$t" "${rc:-1}" "$gdir/host.${t#host/}" "${secs:-?}"
 done
 
 summary
