@@ -351,28 +351,19 @@ write_ops() {
 	done
 }
 
-# layer_json FILE KEY : the first scalar KEY of `chainadm info --json FILE`
-# (unquoted; "null" for none).  Nested keys (mapped, zero) work: they are
-# unique in the output.
+# layer_json FILE KEY : field KEY of `chainadm info --json FILE` (its
+# libsmartcols table "layers", one line), unquoted; "null" for none.
 layer_json() {
 	local out
 	out=$("$CHAINADM" info --json "$1") || return 1
-	printf '%s\n' "$out" | sed -n "s/^ *\"$2\": *//p" | head -n 1 |
-		sed 's/,$//; s/^"//; s/"$//'
+	printf '%s\n' "$out" | jq -r --arg k "$2" '.layers[0][$k]'
 }
 
 # layer_flags FILE : the header's state flags, space-separated ("" if none).
 layer_flags() {
 	local out
-	out=$("$CHAINADM" info --json "$1") || return 1
-	printf '%s\n' "$out" | awk '
-		/"flags":/ { f = 1 }
-		f { s = s " " $0 }
-		f && /\]/ { exit }
-		END {
-			sub(/.*\[/, "", s); sub(/\].*/, "", s); gsub(/[",]/, " ", s)
-			$0 = s; $1 = $1; print
-		}'
+	out=$("$CHAINADM" info --json -o flags "$1") || return 1
+	printf '%s\n' "$out" | jq -r '.layers[0].flags | map(select(. != null)) | join(" ")'
 }
 
 layer_clean() { [ -z "$(layer_flags "$1")" ] && [ "$(layer_json "$1" job)" = false ]; }
@@ -387,17 +378,18 @@ layer_body_sum() { tail -c +8193 "$1" | sha256sum | cut -d' ' -f1; }
 # from TOP down, space-separated, top first.
 backing_names() {
 	local out
-	out=$("$CHAINADM" info --backing-chain --json "$1") || return 1
-	printf '%s\n' "$out" | sed -n 's/^ *"filename": *"\(.*\)",\{0,1\}$/\1/p' |
+	out=$("$CHAINADM" info --backing-chain --json -o filename "$1") || return 1
+	printf '%s\n' "$out" | jq -r '.layers[].filename' |
 		xargs -r -n 1 basename | paste -sd ' '
 }
 
 # dev_layer_names NAME : basenames of the files behind the device's table
-# layers, bottom first, space-separated.
+# layers, bottom first, space-separated (status --json: the layers are the
+# device's children).
 dev_layer_names() {
 	local out
-	out=$("$CHAINADM" status --json "$1") || return 1
-	printf '%s\n' "$out" | sed -n 's/^ *"filename": *"\(.*\)",\{0,1\}$/\1/p' |
+	out=$("$CHAINADM" status --json -o name,file "$1") || return 1
+	printf '%s\n' "$out" | jq -r '.chaindevices[0].children[].file' |
 		xargs -r -n 1 basename | paste -sd ' '
 }
 

@@ -82,6 +82,8 @@ int cmd_assemble(int argc, char **argv);
 
 /* The column lists of the verbs with tables (output.h). */
 void list_help(void);
+void status_help(void);
+void info_help(void);
 void map_help(void);
 void check_help(void);
 int cmd_extend(int argc, char **argv);

@@ -15,7 +15,6 @@
 #include "chaintab.h"
 #include "device.h"
 #include "job.h"
-#include "json.h"
 #include "lock.h"
 #include "output.h"
 
@@ -27,7 +26,6 @@ enum {
 	OPT_NO_SPACE_TIMEOUT,
 	OPT_LAYERS,
 	OPT_RAW_BASE,
-	OPT_JSON,
 };
 
 #define FEATURES_MAX	4
@@ -148,11 +146,10 @@ int cmd_create(int argc, char **argv)
 	return r ? EXIT_FAIL : EXIT_OK;
 }
 
-/* Verbs whose only option is --help, or --json. */
-static int parse_simple(int argc, char **argv, bool *json)
+/* Verbs whose only option is --help. */
+static int parse_simple(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "json",	no_argument, NULL, OPT_JSON },
 		{ "help",	no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -163,11 +160,8 @@ static int parse_simple(int argc, char **argv, bool *json)
 			print_help();
 			return 1;
 		}
-		if (opt != OPT_JSON || !json) {
-			try_help();
-			return -1;
-		}
-		*json = true;
+		try_help();
+		return -1;
 	}
 	return 0;
 }
@@ -176,7 +170,7 @@ int cmd_remove(int argc, char **argv)
 {
 	struct dm_target_line line;
 	struct chain_table t;
-	int r = parse_simple(argc, argv, NULL);
+	int r = parse_simple(argc, argv);
 
 	if (r)
 		return r > 0 ? EXIT_OK : EXIT_USAGE;
@@ -194,73 +188,115 @@ int cmd_remove(int argc, char **argv)
 	return dm_op_remove(argv[optind]) ? EXIT_FAIL : EXIT_OK;
 }
 
-/* The columns of list, as lsblk's: -o picks and orders them. */
-static const struct out_col list_cols[] = {
-	{ "NAME",	"device-mapper name",			OUT_STR,  0.1 },
+/*
+ * The columns of list and status, as lsblk's: -o picks and orders them.
+ * status draws the device's layers (bottom first) as its children; their
+ * rows fill NAME (its address, name[N]), MAJ:MIN, TYPE and FILE.
+ */
+static const struct out_col dev_cols[] = {
+	{ "NAME",	"device-mapper name; a layer's address",	OUT_STR,  0.1 },
 	{ "MAJ:MIN",	"device number",			OUT_STR,  6 },
+	{ "TYPE",	"device, or a layer's format: chain or raw", OUT_STR, 5 },
+	{ "FILE",	"a layer's file or device",		OUT_STR,  0.3 },
 	{ "SIZE",	"virtual size",				OUT_SIZE, 6 },
 	{ "LAYERS",	"number of layers",			OUT_NUM,  3 },
 	{ "ACTIVE",	"the active layer (its file or device)", OUT_STR, 0.3 },
 	{ "BASE",	"the bottom layer",			OUT_STR,  0.3 },
+	{ "SUSPENDED",	"the device is suspended",		OUT_BOOL, 1 },
+	{ "OPEN",	"open count",				OUT_NUM,  2 },
+	{ "EVENT",	"device-mapper event number",		OUT_NUM,  3 },
+	{ "CLUSTER",	"cluster size",				OUT_SIZE, 5 },
+	{ "ALLOCATED",	"data clusters of the active layer in use", OUT_NUM, 6 },
+	{ "DATA",	"data clusters the active layer has room for", OUT_NUM, 6 },
 	{ "USED",	"data clusters of the active layer in use, %", OUT_NUM, 3 },
 	{ "SPACE",	"ok, or full (writes wait for room)",	OUT_STR,  4 },
 	{ "METADATA",	"rw, ro, or Fail",			OUT_STR,  4 },
+	{ "NEEDS-CHECK", "the active layer must be checked offline", OUT_BOOL, 1 },
+	{ "FEATURES",	"table features",			OUT_STR,  0.2 },
+	{ "MIRROR",	"the destination of a copy",		OUT_STR,  0.3 },
 	{ "JOB",	"block job type, or none",		OUT_STR,  6 },
 	{ "PHASE",	"job phase (running, ready, failed...)", OUT_STR, 6 },
 	{ "PROGRESS",	"job progress, %",			OUT_NUM,  3 },
-	{ "FEATURES",	"table features",			OUT_STR,  0.2 },
+	JOB_COLS,
 };
+#define DEV_NCOLS	(sizeof(dev_cols) / sizeof(dev_cols[0]))
 #define LIST_DEFAULT	"NAME,SIZE,LAYERS,ACTIVE"
+#define STATUS_DEFAULT	"NAME,MAJ:MIN,TYPE,SIZE,FILE,JOB,PHASE,PROGRESS"
+
+/* The device's own line of list and status. */
+static void device_cells(struct out_table *t, struct libscols_line *ln,
+			 const struct live *lv)
+{
+	const struct chain_status *s = &lv->s;
+	char label[PATH_MAX], dev[32];
+	bool job;
+
+	snprintf(dev, sizeof(dev), "%u:%u", lv->info.major, lv->info.minor);
+	out_str(t, ln, "NAME", lv->name);
+	out_str(t, ln, "MAJ:MIN", dev);
+	out_str(t, ln, "TYPE", "device");
+	out_u64(t, ln, "SIZE", lv->line.len << 9);
+	out_u64(t, ln, "LAYERS", lv->t.n);
+	layer_label(lv->t.dev[lv->t.n - 1], label, sizeof(label));
+	out_str(t, ln, "ACTIVE", label);
+	layer_label(lv->t.dev[0], label, sizeof(label));
+	out_str(t, ln, "BASE", label);
+	out_bool(t, ln, "SUSPENDED", lv->info.suspended);
+	out_u64(t, ln, "OPEN", lv->info.open_count);
+	out_u64(t, ln, "EVENT", lv->info.event_nr);
+	if (s->has_clusters) {
+		out_u64(t, ln, "CLUSTER", s->cluster_sectors << 9);
+		out_u64(t, ln, "ALLOCATED", s->allocated);
+		out_u64(t, ln, "DATA", s->total);
+		if (s->total)
+			out_u64(t, ln, "USED", s->allocated * 100 / s->total);
+	}
+	out_str(t, ln, "SPACE", s->has_clusters ? (s->full ? "full" : "ok") : "-");
+	out_str(t, ln, "METADATA", s->mode);
+	out_bool(t, ln, "NEEDS-CHECK", s->needs_check);
+	out_str(t, ln, "FEATURES", *lv->t.features ? lv->t.features : "-");
+	if (lv->t.mirror.present) {
+		layer_label(lv->t.mirror.dest, label, sizeof(label));
+		out_str(t, ln, "MIRROR", label);
+	}
+	job = s->job.supported && job_is_active(&s->job);
+	out_str(t, ln, "JOB", job ? s->job.type : "none");
+	out_str(t, ln, "PHASE", job ? s->job.phase : "-");
+	if (job) {
+		out_u64(t, ln, "PROGRESS", job_percent(&s->job));
+		job_cells(t, ln, &s->job);
+	}
+}
 
 static int list_one(const char *name, void *arg)
 {
 	struct out_table *t = arg;
 	struct libscols_line *ln;
 	struct dm_target_line line;
-	char label[PATH_MAX], dev[32];
 	struct live lv;
-	bool job;
+	bool chain;
 
 	/* Only chain devices, and those that vanish meanwhile are skipped. */
 	if (dm_op_table(name, &line))
 		return 0;
-	job = line.type && !strcmp(line.type, CHAIN_TARGET);
+	chain = line.type && !strcmp(line.type, CHAIN_TARGET);
 	dm_target_line_free(&line);
-	if (!job || live_open(&lv, name))
+	if (!chain || live_open(&lv, name))
 		return 0;
 	ln = out_line(t);
+	if (ln)
+		device_cells(t, ln, &lv);
+	live_close(&lv);
 	if (!ln) {
-		live_close(&lv);
 		errmsg(name, "out of memory");
 		return -1;
 	}
-	snprintf(dev, sizeof(dev), "%u:%u", lv.info.major, lv.info.minor);
-	out_str(t, ln, "NAME", name);
-	out_str(t, ln, "MAJ:MIN", dev);
-	out_u64(t, ln, "SIZE", lv.line.len << 9);
-	out_u64(t, ln, "LAYERS", lv.t.n);
-	layer_label(lv.t.dev[lv.t.n - 1], label, sizeof(label));
-	out_str(t, ln, "ACTIVE", label);
-	layer_label(lv.t.dev[0], label, sizeof(label));
-	out_str(t, ln, "BASE", label);
-	if (lv.s.has_clusters && lv.s.total)
-		out_u64(t, ln, "USED", lv.s.allocated * 100 / lv.s.total);
-	out_str(t, ln, "SPACE", lv.s.has_clusters ? (lv.s.full ? "full" : "ok") : "-");
-	out_str(t, ln, "METADATA", lv.s.mode);
-	job = lv.s.job.supported && job_is_active(&lv.s.job);
-	out_str(t, ln, "JOB", job ? lv.s.job.type : "none");
-	out_str(t, ln, "PHASE", job ? lv.s.job.phase : "-");
-	if (job)
-		out_u64(t, ln, "PROGRESS", job_percent(&lv.s.job));
-	out_str(t, ln, "FEATURES", *lv.t.features ? lv.t.features : "-");
-	live_close(&lv);
 	return 0;
 }
 
 void list_help(void)
 {
-	out_help_columns(list_cols, sizeof(list_cols) / sizeof(list_cols[0]),
-			 LIST_DEFAULT);
+	out_help_columns(dev_cols, DEV_NCOLS, LIST_DEFAULT);
 }
 
 int cmd_list(int argc, char **argv)
@@ -281,8 +317,7 @@ int cmd_list(int argc, char **argv)
 	}
 	if (optind != argc)
 		return usage_error("takes no arguments");
-	if (out_begin(&t, &o, "chaindevices", list_cols,
-		      sizeof(list_cols) / sizeof(list_cols[0]), LIST_DEFAULT))
+	if (out_begin(&t, &o, "chaindevices", dev_cols, DEV_NCOLS, LIST_DEFAULT))
 		return EXIT_USAGE;
 	dm_op_init();
 	r = dm_op_list(list_one, &t);
@@ -331,75 +366,77 @@ static void status_human(const struct live *st)
 		job_print_human(&st->s.job, "job ");
 }
 
-static void status_json(const struct live *st)
+/* status as a table: the device's line, its layers as children. */
+static int status_table(const struct live *lv, const struct out_opts *o)
 {
 	char label[PATH_MAX], dev[32], addr[160];
-	struct json j;
+	struct libscols_line *ln;
+	struct out_table t;
 	unsigned int i;
 
-	json_init(&j, stdout);
-	json_open(&j, NULL, '{');
-	json_str(&j, "name", st->name);
-	json_u64(&j, "major", st->info.major);
-	json_u64(&j, "minor", st->info.minor);
-	json_bool(&j, "suspended", st->info.suspended);
-	json_u64(&j, "open-count", st->info.open_count);
-	json_u64(&j, "event", st->info.event_nr);
-	json_u64(&j, "virtual-size", st->line.len << 9);
-	if (st->s.has_clusters) {
-		json_u64(&j, "cluster-size", st->s.cluster_sectors << 9);
-		json_u64(&j, "allocated-clusters", st->s.allocated);
-		json_u64(&j, "data-clusters", st->s.total);
+	/* JSON holds every column, a table the usual ones. */
+	if (out_begin(&t, o, "chaindevices", dev_cols, DEV_NCOLS,
+		      o->json ? NULL : STATUS_DEFAULT))
+		return EXIT_USAGE;
+	out_tree(&t);
+	ln = out_line(&t);
+	if (ln)
+		device_cells(&t, ln, lv);
+	for (i = 0; ln && i < lv->t.n; i++) {
+		struct libscols_line *child = out_child(&t, ln);
+
+		if (!child)
+			break;
+		layer_label(lv->t.dev[i], label, sizeof(label));
+		snprintf(dev, sizeof(dev), "%u:%u", major(lv->t.dev[i]),
+			 minor(lv->t.dev[i]));
+		snprintf(addr, sizeof(addr), "%s[%u]", lv->name, lv->t.n - 1 - i);
+		out_str(&t, child, "NAME", addr);
+		out_str(&t, child, "MAJ:MIN", dev);
+		out_str(&t, child, "TYPE", !i && lv->t.raw_base ? "raw" : "chain");
+		out_str(&t, child, "FILE", label);
 	}
-	json_open(&j, "layers", '[');
-	for (i = 0; i < st->t.n; i++) {
-		layer_label(st->t.dev[i], label, sizeof(label));
-		snprintf(dev, sizeof(dev), "%u:%u", major(st->t.dev[i]),
-			 minor(st->t.dev[i]));
-		json_open(&j, NULL, '{');
-		snprintf(addr, sizeof(addr), "%s[%u]", st->name, st->t.n - 1 - i);
-		json_str(&j, "address", addr);
-		json_str(&j, "type", !i && st->t.raw_base ? "raw" : "chain");
-		json_str(&j, "device", dev);
-		json_str(&j, "filename", label);
-		json_close(&j, '}');
-	}
-	json_close(&j, ']');
-	json_str(&j, "metadata", st->s.mode);
-	json_bool(&j, "needs-check", st->s.needs_check);
-	json_bool(&j, "space-full", st->s.full);
-	json_str(&j, "features", st->t.features);
-	if (st->t.mirror.present) {
-		layer_label(st->t.mirror.dest, label, sizeof(label));
-		json_str(&j, "mirror", label);
-	}
-	if (st->s.job.supported) {
-		json_open(&j, "job", '{');
-		job_print_json(&j, &st->s.job);
-		json_close(&j, '}');
-	}
-	json_close(&j, '}');
+	if (!ln || i < lv->t.n)
+		errmsg(lv->name, "out of memory");
+	return out_end(&t) || !ln || i < lv->t.n ? EXIT_FAIL : EXIT_OK;
+}
+
+void status_help(void)
+{
+	out_help_columns(dev_cols, DEV_NCOLS,
+			 STATUS_DEFAULT "; with --json, all of them");
 }
 
 int cmd_status(int argc, char **argv)
 {
+	static const struct option opts[] = {
+		OUT_LONG_OPTIONS,
+		{ "help",	no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct out_opts o = { .columns = NULL };
 	struct live lv;
-	bool json = false;
-	int r = parse_simple(argc, argv, &json);
+	int opt, r;
 
-	if (r)
-		return r > 0 ? EXIT_OK : EXIT_USAGE;
+	while ((opt = getopt_long(argc, argv, OUT_SHORT_OPTIONS "h", opts, NULL)) != -1) {
+		if (out_option(&o, opt, optarg))
+			continue;
+		return opt == 'h' ? print_help() : try_help();
+	}
 	if (optind != argc - 1)
 		return usage_error("expects one device name");
+	if (out_columns_ok(&o, dev_cols, DEV_NCOLS, o.json ? NULL : STATUS_DEFAULT))
+		return EXIT_USAGE;
 	dm_op_init();
 	if (live_open(&lv, argv[optind]))
 		return EXIT_FAIL;
-	if (json)
-		status_json(&lv);
+	r = EXIT_OK;
+	if (out_wanted(&o))
+		r = status_table(&lv, &o);
 	else
 		status_human(&lv);
 	live_close(&lv);
-	return EXIT_OK;
+	return r;
 }
 
 /*

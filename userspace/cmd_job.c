@@ -607,21 +607,49 @@ static void job_layers(const struct live *lv, struct job_layers *jl)
 	layer_close(&act);
 }
 
+/* --json: a table of one job, as QMP's query-block-jobs lists them. */
+static const struct out_col job_cols[] = {
+	{ "DEVICE",	"device name",				OUT_STR,  0.1 },
+	{ "RESULT",	"what the verb did (started, ready, ...)", OUT_STR, 6 },
+	{ "TYPE",	"block job type, or none",		OUT_STR,  6 },
+	{ "PHASE",	"job phase",				OUT_STR,  6 },
+	{ "PROGRESS",	"job progress, %",			OUT_NUM,  3 },
+	JOB_COLS,
+	{ "TOP",	"the top layer of the job",		OUT_STR,  0.2 },
+	{ "BASE",	"the base layer of the job",		OUT_STR,  0.2 },
+	{ "DESTINATION", "the destination of a copy",		OUT_STR,  0.2 },
+};
+
 static void print_json(const char *name, const struct chain_job_status *js,
 		       const struct job_layers *jl, const char *result)
 {
-	struct json j;
+	struct out_opts o = { .json = true };
+	struct libscols_line *ln;
+	struct out_table t;
 
-	json_init(&j, stdout);
-	json_open(&j, NULL, '{');
-	json_str(&j, "device", name);
-	if (result)
-		json_str(&j, "result", result);
-	job_print_json(&j, js);
-	json_str(&j, "top", *jl->top ? jl->top : NULL);
-	json_str(&j, "base", *jl->base ? jl->base : NULL);
-	json_str(&j, "destination", *jl->dest ? jl->dest : NULL);
-	json_close(&j, '}');
+	if (out_begin(&t, &o, "blockjobs", job_cols,
+		      sizeof(job_cols) / sizeof(job_cols[0]), NULL))
+		return;
+	ln = out_line(&t);
+	if (ln) {
+		out_str(&t, ln, "DEVICE", name);
+		if (result)
+			out_str(&t, ln, "RESULT", result);
+		out_str(&t, ln, "TYPE", js->type);
+		if (strcmp(js->phase, "-"))
+			out_str(&t, ln, "PHASE", js->phase);
+		out_u64(&t, ln, "PROGRESS", job_percent(js));
+		job_cells(&t, ln, js);
+		if (*jl->top)
+			out_str(&t, ln, "TOP", jl->top);
+		if (*jl->base)
+			out_str(&t, ln, "BASE", jl->base);
+		if (*jl->dest)
+			out_str(&t, ln, "DESTINATION", jl->dest);
+	} else {
+		errmsg(name, "out of memory");
+	}
+	out_end(&t);
 }
 
 static void print_info(const struct live *lv, bool json, const char *result)

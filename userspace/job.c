@@ -172,22 +172,17 @@ void job_print_human(const struct chain_job_status *js, const char *prefix)
 		printf("%slast error: -\n", prefix);
 }
 
-void job_print_json(struct json *j, const struct chain_job_status *js)
+void job_cells(struct out_table *t, struct libscols_line *ln,
+	       const struct chain_job_status *js)
 {
-	json_str(j, "type", js->type);
-	json_str(j, "phase", strcmp(js->phase, "-") ? js->phase : NULL);
-	json_u64(j, "done", js->done);
-	json_u64(j, "total", js->total);
-	json_u64(j, "progress", job_percent(js));
-	json_u64(j, "rate", js->rate);
-	json_u64(j, "bandwidth", js->bandwidth);
-	json_u64(j, "errors", js->errors);
+	out_u64(t, ln, "DONE", js->done);
+	out_u64(t, ln, "TOTAL", js->total);
+	out_u64(t, ln, "RATE", js->rate);
+	out_u64(t, ln, "BANDWIDTH", js->bandwidth);
+	out_u64(t, ln, "ERRORS", js->errors);
 	if (js->last_error) {
-		json_u64(j, "last-error", js->last_error);
-		json_str(j, "last-error-text", strerror(js->last_error));
-	} else {
-		json_str(j, "last-error", NULL);
-		json_str(j, "last-error-text", NULL);
+		out_u64(t, ln, "LAST-ERROR", js->last_error);
+		out_str(t, ln, "LAST-ERROR-TEXT", strerror(js->last_error));
 	}
 }
 

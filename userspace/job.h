@@ -8,7 +8,7 @@
 #ifndef CHAINADM_JOB_H
 #define CHAINADM_JOB_H
 
-#include "json.h"
+#include "output.h"
 #include "table.h"
 
 /* struct dm_chain_job_record in CPU byte order. */
@@ -48,8 +48,20 @@ unsigned int job_percent(const struct chain_job_status *js);
 
 /* The job fields, one "<prefix><key>: <value>" line each. */
 void job_print_human(const struct chain_job_status *js, const char *prefix);
-/* The job fields as members of the current JSON object. */
-void job_print_json(struct json *j, const struct chain_job_status *js);
+/*
+ * The job's counters as table columns (output.h), for the read-outs that
+ * show a job: job's own table and list/status.  job_cells() fills them.
+ */
+#define JOB_COLS \
+	{ "DONE",	"bytes the job has copied",		OUT_NUM,  6 }, \
+	{ "TOTAL",	"bytes the job copies in all",		OUT_NUM,  6 }, \
+	{ "RATE",	"copy rate, bytes/s",			OUT_NUM,  6 }, \
+	{ "BANDWIDTH",	"rate limit, bytes/s (0: unlimited)",	OUT_NUM,  6 }, \
+	{ "ERRORS",	"I/O errors the job met",		OUT_NUM,  3 }, \
+	{ "LAST-ERROR",	"errno of the last one",		OUT_NUM,  3 }, \
+	{ "LAST-ERROR-TEXT", "its text",			OUT_STR,  0.2 }
+void job_cells(struct out_table *t, struct libscols_line *ln,
+	       const struct chain_job_status *js);
 
 /*
  * Wait for the job of device name to end (completed) or, for an active

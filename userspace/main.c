@@ -41,8 +41,9 @@ static const struct verb verbs[] = {
 	{ "info", "[options] <layer>",
 	  "Show the header of a layer and, optionally, of every layer below it.",
 	  "     --backing-chain        follow the backing hints down to the base\n"
-	  "     --json                 print JSON\n",
-	  cmd_info, NULL },
+	  "As a table (a line a layer, top first):\n"
+	  OUT_HELP,
+	  cmd_info, info_help },
 	{ "check", "[options] <layer>",
 	  "Check the consistency of a layer offline.",
 	  "     --clear-needs-check    if no error is found, clear the needs-check flag\n"
@@ -66,8 +67,9 @@ static const struct verb verbs[] = {
 	  cmd_list, list_help },
 	{ "status", "[options] <name>",
 	  "Show the layers and the state of a chain device.",
-	  "     --json                 print JSON\n",
-	  cmd_status, NULL },
+	  "As a table (the device, its layers below it, bottom first):\n"
+	  OUT_HELP,
+	  cmd_status, status_help },
 	{ "snapshot", "[options] <name> <new-overlay>",
 	  "Take a live external snapshot: a new active layer over the current one.",
 	  " -l, --layer-size <size>    size of the new file (default: room for every cluster)\n",

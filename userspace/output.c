@@ -4,6 +4,7 @@
  */
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -70,12 +71,39 @@ static int select_cols(struct out_table *t, const char *list)
 	return 0;
 }
 
+bool out_wanted(const struct out_opts *o)
+{
+	return o->columns || o->json || o->raw || o->noheadings;
+}
+
+/* Select every column of t. */
+static void select_all(struct out_table *t)
+{
+	unsigned int i;
+
+	for (i = 0; i < t->ncols && i < sizeof(t->sel) / sizeof(t->sel[0]); i++)
+		t->sel[i] = i;
+	t->nsel = i;
+}
+
+/* The columns o names, or defaults (NULL: all of them). */
+static int select_wanted(struct out_table *t, const struct out_opts *o,
+			 const char *defaults)
+{
+	if (o->columns)
+		return select_cols(t, o->columns);
+	if (defaults)
+		return select_cols(t, defaults);
+	select_all(t);
+	return 0;
+}
+
 int out_columns_ok(const struct out_opts *o, const struct out_col *cols,
 		   unsigned int ncols, const char *defaults)
 {
 	struct out_table t = { .cols = cols, .ncols = ncols };
 
-	return select_cols(&t, o->columns ? o->columns : defaults);
+	return select_wanted(&t, o, defaults);
 }
 
 int out_begin(struct out_table *t, const struct out_opts *o, const char *name,
@@ -84,18 +112,22 @@ int out_begin(struct out_table *t, const struct out_opts *o, const char *name,
 {
 	static const int json_type[] = {
 		[OUT_STR] = SCOLS_JSON_STRING, [OUT_NUM] = SCOLS_JSON_NUMBER,
-		[OUT_SIZE] = SCOLS_JSON_NUMBER, [OUT_BOOL] = SCOLS_JSON_BOOLEAN,
+		[OUT_SIZE] = SCOLS_JSON_NUMBER,
+		[OUT_BOOL] = SCOLS_JSON_BOOLEAN_OPTIONAL,
+		[OUT_LIST] = SCOLS_JSON_ARRAY_STRING,
 	};
 	struct libscols_column *cl;
 	char lower[64];
 	unsigned int i, k;
+	int flags;
 
 	memset(t, 0, sizeof(*t));
 	t->cols = cols;
 	t->ncols = ncols;
 	/* JSON sizes are numbers: bytes, as lsblk --json --bytes. */
 	t->bytes = o->bytes || o->json;
-	if (select_cols(t, o->columns ? o->columns : defaults))
+	t->json = o->json;
+	if (select_wanted(t, o, defaults))
 		return -1;
 	t->tb = scols_new_table();
 	if (!t->tb) {
@@ -114,8 +146,14 @@ int out_begin(struct out_table *t, const struct out_opts *o, const char *name,
 			lower[k] = o->json ? tolower((unsigned char)c->name[k]) :
 					     c->name[k];
 		lower[k] = '\0';
-		cl = scols_table_new_column(t->tb, lower, c->whint,
-					    c->type == OUT_STR ? 0 : SCOLS_FL_RIGHT);
+		flags = c->type == OUT_STR ? 0 : SCOLS_FL_RIGHT;
+		/* A JSON array takes its items from the lines of the cell. */
+		if (c->type == OUT_LIST)
+			flags = o->json ? SCOLS_FL_WRAP : 0;
+		cl = scols_table_new_column(t->tb, lower, c->whint, flags);
+		if (cl && c->type == OUT_LIST && o->json)
+			scols_column_set_wrapfunc(cl, scols_wrapnl_chunksize,
+						  scols_wrapnl_nextchunk, NULL);
 		if (!cl) {
 			errmsg(name, "out of memory");
 			scols_unref_table(t->tb);
@@ -126,9 +164,22 @@ int out_begin(struct out_table *t, const struct out_opts *o, const char *name,
 	return 0;
 }
 
+void out_tree(struct out_table *t)
+{
+	struct libscols_column *cl = scols_table_get_column(t->tb, 0);
+
+	if (cl)
+		scols_column_set_flags(cl, scols_column_get_flags(cl) | SCOLS_FL_TREE);
+}
+
 struct libscols_line *out_line(struct out_table *t)
 {
 	return scols_table_new_line(t->tb, NULL);
+}
+
+struct libscols_line *out_child(struct out_table *t, struct libscols_line *parent)
+{
+	return scols_table_new_line(t->tb, parent);
 }
 
 /* The cell index of column col, or -1 if it is not shown. */
@@ -189,6 +240,26 @@ void out_bool(struct out_table *t, struct libscols_line *ln, const char *col,
 	out_str(t, ln, col, val ? "1" : "0");
 }
 
+void out_list(struct out_table *t, struct libscols_line *ln, const char *col,
+	      const char *items)
+{
+	char *s, *p;
+
+	if (t->json) {
+		out_str(t, ln, col, items);
+		return;
+	}
+	/* In a table: one cell, the items separated by commas. */
+	s = strdup(items);
+	if (!s)
+		return;
+	for (p = s; *p; p++)
+		if (*p == '\n')
+			*p = ',';
+	out_str(t, ln, col, s);
+	free(s);
+}
+
 int out_end(struct out_table *t)
 {
 	int r = scols_print_table(t->tb);
@@ -204,9 +275,13 @@ void out_help_columns(const struct out_col *cols, unsigned int ncols,
 		      const char *defaults)
 {
 	unsigned int i;
+	int w = 12;
 
+	for (i = 0; i < ncols; i++)
+		if ((int)strlen(cols[i].name) > w)
+			w = strlen(cols[i].name);
 	printf("\nAvailable output columns:\n");
 	for (i = 0; i < ncols; i++)
-		printf(" %12s  %s\n", cols[i].name, cols[i].help);
-	printf("\nDefault: %s.\n", defaults);
+		printf(" %*s  %s\n", w, cols[i].name, cols[i].help);
+	printf("\nDefault: %s.\n", defaults ? defaults : "all of them");
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * Tables for the read-outs (list, map --extents, check --json), printed by
+ * Tables for the read-outs (list, status, info, job, map --extents, check
+ * --json), printed by
  * libsmartcols, util-linux's table library behind lsblk and findmnt, with
  * lsblk's options: -o/--output <columns>, --json, --raw, --noheadings,
  * -b/--bytes.  A verb describes its columns once (struct out_col); the
@@ -14,7 +15,12 @@
 #include <stdint.h>
 #include <libsmartcols.h>
 
-enum { OUT_STR, OUT_NUM, OUT_SIZE, OUT_BOOL };
+/*
+ * Column types: JSON type and alignment.  OUT_LIST is a list of strings,
+ * given one a line: a JSON array, or with commas in a table.  A cell left
+ * unset is null in JSON (a tree's children leave their parent's cells).
+ */
+enum { OUT_STR, OUT_NUM, OUT_SIZE, OUT_BOOL, OUT_LIST };
 
 struct out_col {
 	const char *name;	/* as given to -o, upper case */
@@ -52,18 +58,24 @@ struct out_table {
 	struct libscols_table *tb;
 	const struct out_col *cols;
 	unsigned int ncols;
-	int sel[32];		/* selected column -> index into cols */
+	int sel[48];		/* selected column -> index into cols */
 	unsigned int nsel;
-	bool bytes;
+	bool bytes, json;
 };
 
+/* Whether o asks for a table: -o, --json, --raw or --noheadings. */
+bool out_wanted(const struct out_opts *o);
 /* Whether o's columns are known (a usage error printed if not). */
 int out_columns_ok(const struct out_opts *o, const struct out_col *cols,
 		   unsigned int ncols, const char *defaults);
+/* defaults NULL: every column. */
 int out_begin(struct out_table *t, const struct out_opts *o, const char *name,
 	      const struct out_col *cols, unsigned int ncols,
 	      const char *defaults);
+/* Make it a tree, drawn in the first column: lines may have children. */
+void out_tree(struct out_table *t);
 struct libscols_line *out_line(struct out_table *t);
+struct libscols_line *out_child(struct out_table *t, struct libscols_line *parent);
 /* Set cell of column name (as in cols) in line ln, if it is shown. */
 void out_str(struct out_table *t, struct libscols_line *ln, const char *col,
 	     const char *val);
@@ -71,6 +83,9 @@ void out_u64(struct out_table *t, struct libscols_line *ln, const char *col,
 	     uint64_t val);
 void out_bool(struct out_table *t, struct libscols_line *ln, const char *col,
 	      bool val);
+/* A list cell: items separated by '\n'. */
+void out_list(struct out_table *t, struct libscols_line *ln, const char *col,
+	      const char *items);
 int out_end(struct out_table *t);	/* print and free */
 
 /* The "Available output columns" part of a verb's help. */

@@ -156,8 +156,8 @@ layers() {
 	local f names=()
 	while read -r f; do
 		names+=("${f##*/}")
-	done < <("$CHAINADM" status --json "$DEV" |
-		 sed -n 's/^ *"filename": *"\(.*\)",\{0,1\}$/\1/p')
+	done < <("$CHAINADM" status --json -o name,file "$DEV" |
+		 jq -r '.chaindevices[0].children[].file')
 	echo "${names[*]}"
 }
 

@@ -16,7 +16,7 @@
 . "$(dirname "$0")/../lib.sh"
 
 jobs_begin assemble jq
-tap_plan 31
+tap_plan 33
 
 MIB=$((1 << 20))
 SIZE=$((32 * MIB))
@@ -81,6 +81,20 @@ tap_check "list --json: both devices, their size, layers and active layer" \
 tap_check "list -o NAME,JOB,BASE --raw --noheadings: those columns, bare" \
 	eval 'test "$("$CHAINADM" list -o NAME,JOB,BASE --raw --noheadings | grep "^ct")" = "ct1 none $work/base.raw
 ct2 none $work/lone.raw"'
+tap_check "status --json ct1: the device's line, its three layers its children, bottom first" \
+	eval '"$CHAINADM" status --json ct1 | jq -e --arg w "$work" "
+	      .chaindevices | length == 1 and (.[0] |
+	      .name == \"ct1\" and .type == \"device\" and .size == $SIZE and
+	      .layers == 3 and .suspended == false and .job == \"none\" and
+	      .features != null and .file == null and
+	      ([.children[] | [.name, .type, .file]] ==
+	       [[\"ct1[2]\", \"raw\", (\$w + \"/base.raw\")],
+	        [\"ct1[1]\", \"chain\", (\$w + \"/sn1.img\")],
+	        [\"ct1[0]\", \"chain\", (\$w + \"/act.img\")]]) and
+	      ([.children[] | .size, .layers, .suspended] | all(. == null)))" >/dev/null'
+tap_check "status -o name,file --noheadings ct2: a tree, the raw file under the device" \
+	eval 'test "$(LC_ALL=C "$CHAINADM" status -o name,file --noheadings ct2 | sed "s/ *\$//; s/  */ /g")" = "ct2
+\`-ct2[0] $work/lone.raw"'
 tap_check "ct2 is the lone raw file, and reads it" \
 	eval 'test "$(dev_layer_names ct2)" = lone.raw && cmp /dev/mapper/ct2 "$work/lone.raw"'
 write ct1 4 8

@@ -117,7 +117,7 @@ copy_case() {
 	if [ "$shallow" = 1 ]; then
 		tap_check "$label: $name holds C C D E only (map --##-#-#, 4 allocated)" \
 			test "$(row "$dest" "$name")" = "--##-#-#" -a \
-			     "$(layer_json "$dest" mapped)" = 4 -a \
+			     "$(layer_json "$dest" mapped-clusters)" = 4 -a \
 			     "$(layer_json "$dest" allocated-clusters)" = 4
 		tap_check "$label: $name stands on base.img" \
 			test "$(layer_json "$dest" backing-uuid)" = \
@@ -130,7 +130,7 @@ copy_case() {
 	else
 		tap_check "$label: $name holds all eight clusters (map ########, 8 allocated)" \
 			test "$(row "$dest" "$name")" = "########" -a \
-			     "$(layer_json "$dest" mapped)" = 8 -a \
+			     "$(layer_json "$dest" mapped-clusters)" = 8 -a \
 			     "$(layer_json "$dest" allocated-clusters)" = 8
 		tap_check "$label: $name has no backing" \
 			test "$(layer_json "$dest" backing-type)" = none
@@ -196,7 +196,7 @@ if "$CHAINADM" format -q --size $SIZE --cluster-size $CS "$work/hole.img" &&
 	sees "$label: after the pivot" AA..BB..
 	"$CHAINADM" remove $DEV
 	tap_check "$label: used.img now maps only the four data clusters" \
-		test "$(layer_json "$work/used.img" mapped)" = 4
+		test "$(layer_json "$work/used.img" mapped-clusters)" = 4
 	"$CHAINADM" create $DEV "$work/used.img" >/dev/null
 	sees "$label: re-created from used.img" AA..BB..
 	"$CHAINADM" remove $DEV >/dev/null 2>&1
@@ -230,7 +230,7 @@ if "$CHAINADM" format -q --size $((8 << 20)) --cluster-size $CS "$work/base.img"
 	# remove have taken four seconds.
 	"$CHAINADM" job $DEV --pause
 	"$CHAINADM" remove $DEV
-	held=$(layer_json "$work/dest.img" mapped)
+	held=$(layer_json "$work/dest.img" mapped-clusters)
 	log "$label: dest.img held $held of 64 clusters when the device went"
 	tap_check "$label: cut short with part of the clusters copied" \
 		test "${held:-0}" -gt 0 -a "${held:-0}" -lt 64

@@ -106,9 +106,10 @@ run_pull() {
 	if [[ " $* " == *" --json "* ]]; then
 		# The job as it completed, not the device after (no job).
 		tap_check "$label: --json shows the completed stream, done = total > 0" \
-			jq -e '.result == "completed" and .type == "stream" and
-			       .phase == "completed" and .errors == 0 and
-			       .done == .total and .total > 0' "$work/pull.out"
+			jq -e '.blockjobs[0] | .result == "completed" and
+			       .type == "stream" and .phase == "completed" and
+			       .errors == 0 and .done == .total and .total > 0' \
+			"$work/pull.out"
 	fi
 	tap_check "$label: the device shows the same bytes" \
 		cmp /dev/mapper/$DEV "$work/model"
@@ -135,8 +136,8 @@ run_pull() {
 	done
 	tap_check "$label: every layer is valid (no flag, no job) and passes check" \
 		test $ok = 1
-	m=$(layer_json "$work/cur.img" mapped)
-	z=$(layer_json "$work/cur.img" zero)
+	m=$(layer_json "$work/cur.img" mapped-clusters)
+	z=$(layer_json "$work/cur.img" zero-clusters)
 	log "cur.img: $m mapped, $z zero clusters"
 	tap_check "$label: cur holds exactly the $EXP_MAPPED data clusters above the base" \
 		test "$m" = $EXP_MAPPED

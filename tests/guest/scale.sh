@@ -279,7 +279,7 @@ STEP=$((V / NSCAT))
 # The pages the writes will fill (table blocks, map, data area) are
 # allocated in the tmpfs file first: their page cache nodes are not the
 # chain's memory, but would count in Slab.
-python3 - q.img $V $CL "$NSCAT" "$("$CA" info --json q.img | jq '."layer-size"')" $STEP <<'PY' ||
+python3 - q.img $V $CL "$NSCAT" "$("$CA" info --json q.img | jq '.layers[0]."layer-size"')" $STEP <<'PY' ||
 import os, sys
 f, v, cl, n, size, step = sys.argv[1], *map(int, sys.argv[2:])
 fd = os.open(f, os.O_RDWR)

@@ -3,7 +3,7 @@
 # chainadm format and info: round trip, JSON, backing chains, refusals.
 . "$(dirname "$0")/host-lib.inc"
 
-plan 24
+plan 25
 
 expect "format a 64 MiB layer" 0 "virtual size 64 MiB, cluster size 64 KiB" \
 	"$CHAINADM" format --size 64M base
@@ -25,7 +25,7 @@ expect "info: all clusters absent" 0 "clusters: 1024 (0 mapped, 0 zero, 1024 abs
 expect "format an overlay over a chain layer" 0 "backing $SCRATCH/base (chain)" \
 	"$CHAINADM" format --backing base --cluster-size 64K sn1
 "$POKE" sn1 alloc 3
-uuid=$("$CHAINADM" info --json base | sed -n 's/.*"uuid": "\(.*\)".*/\1/p')
+uuid=$("$CHAINADM" info --json -o uuid base | jq -r '.layers[0].uuid')
 expect "overlay records the backing UUID" 0 "backing uuid: $uuid" "$CHAINADM" info sn1
 expect "overlay records the absolute backing path" 0 "backing file: $SCRATCH/base" \
 	"$CHAINADM" info sn1
@@ -33,19 +33,18 @@ expect "info counts a mapped cluster" 0 "clusters: 1024 (1 mapped, 0 zero, 1023 
 	"$CHAINADM" info sn1
 
 run "$CHAINADM" info --json sn1
-if command -v python3 >/dev/null; then
-	printf '%s' "$OUT" | python3 -c '
-import json, sys
-j = json.load(sys.stdin)
-assert j["format"] == "dm-chain" and j["virtual-size"] == 64 << 20
-assert j["cluster-size"] == 65536 and j["clusters"]["mapped"] == 1
-assert j["backing-type"] == "chain" and j["backing-uuid"] == sys.argv[1]
-' "$uuid" && pass "info --json parses and round-trips" ||
-		fail "info --json parses and round-trips" "$OUT"
-else
-	echo "$OUT" | grep -q '"mapped": 1' && pass "info --json (no python3)" ||
-		fail "info --json (no python3)" "$OUT"
-fi
+printf '%s' "$OUT" | jq -e --arg u "$uuid" '.layers | length == 1 and
+	(.[0] | .format == "dm-chain" and ."virtual-size" == 64 * 1048576 and
+	 ."cluster-size" == 65536 and ."mapped-clusters" == 1 and
+	 ."zero-clusters" == 0 and ."absent-clusters" == 1023 and
+	 ."backing-type" == "chain" and ."backing-uuid" == $u and
+	 .flags == [null] and .job == false and ."job-type" == null)' > /dev/null &&
+	pass "info --json: one line of the table layers, every field" ||
+	fail "info --json: one line of the table layers, every field" "$OUT"
+run "$CHAINADM" info -o filename,format,mapped-clusters --raw --noheadings sn1
+[ "$RC" = 0 ] && [ "$OUT" = "sn1 dm-chain 1" ] &&
+	pass "info -o filename,format,mapped-clusters --raw --noheadings: those fields, bare" ||
+	fail "info -o filename,format,mapped-clusters --raw --noheadings" "$OUT" "$ERR"
 
 "$CHAINADM" format --quiet -b sn1 top
 run "$CHAINADM" info --backing-chain top
@@ -53,9 +52,10 @@ n=$(printf '%s\n' "$OUT" | grep -c '^image:')
 [ "$RC" -eq 0 ] && [ "$n" -eq 3 ] && pass "info --backing-chain shows three layers" ||
 	fail "info --backing-chain shows three layers" "$OUT" "$ERR"
 run "$CHAINADM" info --backing-chain --json top
-n=$(printf '%s\n' "$OUT" | grep -c '"filename"')
-[ "$RC" -eq 0 ] && [ "$n" -eq 3 ] && pass "info --backing-chain --json lists three layers" ||
-	fail "info --backing-chain --json lists three layers" "$OUT"
+n=$(printf '%s\n' "$OUT" | jq -r '.layers[].filename' | xargs -n 1 basename | paste -sd ' ')
+[ "$RC" -eq 0 ] && [ "$n" = "top sn1 base" ] &&
+	pass "info --backing-chain --json: a line a layer, top first" ||
+	fail "info --backing-chain --json: a line a layer, top first" "$OUT"
 
 # A raw base: any file, its size is the virtual size, never probed.
 truncate -s 32M raw.img
