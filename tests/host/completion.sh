@@ -43,7 +43,7 @@ offers() {
 }
 
 mkdir -p d && : > d/base.img && : > d/top.img
-plan 9
+plan 11
 offers "verbs starting with co" "chainadm co" = commit copy
 offers "every verb" "chainadm " format info check create remove list status \
 	snapshot map pull commit copy job extend monitor recover
@@ -56,4 +56,6 @@ offers "a file after an option that takes one" "chainadm format --backing d/" \
 	= d/base.img d/top.img
 offers "a layer file for info" "chainadm info d/t" = d/top.img
 offers "no file for the new name create takes first" "chainadm create d/" =
+offers "-o: info's columns, from its --help" "chainadm info -o MAPPED" = MAPPED-CLUSTERS
+offers "-o: the last name of a comma list" "chainadm status -o NAME,FI" = NAME,FILE
 finish
