@@ -65,10 +65,11 @@ EXPLORE=$PROGS/lw-explore
 CHAINADM=$CHAIN_ROOT/userspace/chainadm
 
 STATES=${CRASH_STATES:-1000}
-# The writers' op counts, in percent: a quarter in the short form (some
-# 1,100 states, most of them the fixed ones: none, all, each single
-# write), in full for the long form.
-OPS_PCT=${CRASH_OPS_PCT:-$((STATES < 5000 ? 25 : 100))}
+# The shared segment's writer op counts, in percent: an eighth in the
+# short form (most of its states are the fixed ones: none, all, each
+# single write; the split segment keeps its 210 writes), in full for the
+# long form.
+OPS_PCT=${CRASH_OPS_PCT:-$((STATES < 5000 ? 12 : 100))}
 KEEP_GOING=${CRASH_KEEP_GOING:+1}
 SEED=${CRASH_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 CS=4096
