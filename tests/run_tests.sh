@@ -7,9 +7,10 @@
 #	Boot guests (tools/guest-run; all at once unless GUEST_PARALLEL=0) to
 #	run the executable tests/guest/*.sh, and run every executable
 #	tests/host/*.sh here meanwhile, but those listed as host_last= in
-#	tests/settings, which boot guests of their own: they run after.  The first kernel runs every guest
-#	test, in two guests (tests/settings second_guest=); the others all
-#	but first_only= ones (all with FULL=1).  One TAP line per test file
+#	tests/settings (they boot guests of their own): they start when the
+#	first guest boot has ended.  The first kernel runs every guest
+#	test, in three guests (tests/settings second_guest=, third_guest=);
+#	the others all but first_only= ones (all with FULL=1).  One TAP line per test file
 #	and one per guest boot (clean kernel log, exit status reported, in
 #	time); ends with "N passed, N failed[, N skipped]"; exits 1 if
 #	anything failed.

@@ -228,9 +228,10 @@ static int layer_cells(struct out_table *t, const struct layer *l,
 	out_str(t, ln, "BACKING-TYPE", backing_type_name(info->backing_type));
 	if (info->backing_type)
 		out_str(t, ln, "BACKING-FILENAME", info->backing_hint);
-	uuid_str(info->backing_uuid, u);
-	if (info->backing_type == DM_CHAIN_BACKING_CHAIN)
+	if (info->backing_type == DM_CHAIN_BACKING_CHAIN) {
+		uuid_str(info->backing_uuid, u);
 		out_str(t, ln, "BACKING-UUID", u);
+	}
 	out_u64(t, ln, "VIRTUAL-CLUSTERS", info->nr_clusters);
 	out_u64(t, ln, "MAPPED-CLUSTERS", c->mapped);
 	out_u64(t, ln, "ZERO-CLUSTERS", c->zero);
